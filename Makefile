@@ -1,0 +1,42 @@
+# medseg3d — set-up in two commands: `make demo` and `make test`.
+# Both create .venv when missing; torch is installed first so pip never pulls an unexpected build.
+PYTHON ?= python3
+TORCH_VERSION ?= 2.13.0
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.medseg3d-installed
+PYTEST_ARGS ?=
+
+.PHONY: install test demo lint format bench docs clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV)/bin/medseg3d demo --out demo_output
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check medseg3d tests benchmarks
+	$(VENV)/bin/ruff format --check medseg3d tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format medseg3d tests benchmarks
+	$(VENV)/bin/ruff check --fix medseg3d tests benchmarks
+
+bench: $(STAMP)
+	$(PY) -m pip install -e ".[bench]"
+	$(PY) benchmarks/bench_models.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

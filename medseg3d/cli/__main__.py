@@ -1,0 +1,3 @@
+from medseg3d.cli.main import main
+
+raise SystemExit(main())
