@@ -27,7 +27,9 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
-    handle, temp_name = tempfile.mkstemp(prefix=TEMP_MARK + path.stem, suffix=suffix, dir=path.parent)
+    handle, temp_name = tempfile.mkstemp(
+        prefix=TEMP_MARK + path.stem, suffix=suffix, dir=path.parent
+    )
     os.close(handle)
     temp = Path(temp_name)
     try:

@@ -1,0 +1,188 @@
+"""Find DICOM series in a folder (searched recursively) and pick one.
+
+Files are grouped by SeriesInstanceUID, never by file name. Only image storage files count:
+DICOMDIR files, structured reports, RT plans and other objects without pixels are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medseg3d.errors import DicomError, FileNotFoundMedsegError, MultipleSeriesError
+
+logger = logging.getLogger(__name__)
+
+#: Header tags read while scanning (pixels are never read at this stage).
+SCAN_TAGS = (
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "SeriesNumber",
+    "Modality",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "StudyInstanceUID",
+    "SOPClassUID",
+)
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+
+
+@dataclass
+class SeriesInfo:
+    """One DICOM series found in a folder."""
+
+    uid: str
+    description: str = ""
+    modality: str = ""
+    number: int | None = None
+    files: list[Path] = field(default_factory=list)
+    num_frames: int = 0
+    study_uid: str = ""
+
+    @property
+    def num_files(self) -> int:
+        return len(self.files)
+
+    def summary(self) -> str:
+        """``UID (description, modality, N slices)`` on one line."""
+        description = self.description or "no description"
+        return f"{self.uid} ({description}, {self.modality or '?'}, {self.num_frames} slices)"
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """True for a file with the DICOM preamble (``DICM`` at byte 128) or a ``.dcm`` name."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            if handle.read(4) == b"DICM":
+                return True
+    except OSError:
+        return False
+    return path.suffix.lower() in (".dcm", ".dicom", ".ima")
+
+
+def read_header(path: Path):
+    """The header (no pixels) of a DICOM file, or None when it is not a readable image."""
+    import pydicom
+
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, force=not _has_preamble(path))
+    except Exception:  # noqa: BLE001 - any undecodable file is simply "not DICOM"
+        return None
+    if str(getattr(dataset, "file_meta", {}).get("MediaStorageSOPClassUID", "")) == _DICOMDIR_CLASS:
+        return None
+    if "SeriesInstanceUID" not in dataset or "Rows" not in dataset:
+        return None
+    return dataset
+
+
+def _has_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _candidate_files(folder: Path) -> list[Path]:
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith(".") or name.upper() == "DICOMDIR":
+                continue
+            files.append(Path(root) / name)
+    return files
+
+
+def list_dicom_series(folder: str | os.PathLike) -> list[SeriesInfo]:
+    """All image series under ``folder`` (recursive), sorted by series number then UID.
+
+    Raises :class:`FileNotFoundMedsegError` for a missing folder and :class:`DicomError` for a
+    folder that is empty or holds no DICOM image.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundMedsegError("no such folder", path=folder)
+    if folder.is_file():
+        header = read_header(folder)
+        if header is None:
+            raise DicomError("not a DICOM image file", path=folder)
+        return [_info_from(header, [folder])]
+    candidates = _candidate_files(folder)
+    if not candidates:
+        raise DicomError("folder is empty: expected DICOM files or a volume file", path=folder)
+    series: dict[str, SeriesInfo] = {}
+    for path in candidates:
+        header = read_header(path)
+        if header is None:
+            continue
+        uid = str(header.SeriesInstanceUID)
+        if uid not in series:
+            series[uid] = _info_from(header, [])
+        info = series[uid]
+        info.files.append(path)
+        info.num_frames += int(header.get("NumberOfFrames", 1) or 1)
+    if not series:
+        raise DicomError(
+            f"no DICOM image files among the {len(candidates)} files in this folder "
+            "(searched recursively)",
+            path=folder,
+        )
+    return sorted(series.values(), key=lambda s: (s.number is None, s.number or 0, s.uid))
+
+
+def _info_from(header, files: list[Path]) -> SeriesInfo:
+    number = header.get("SeriesNumber")
+    return SeriesInfo(
+        uid=str(header.SeriesInstanceUID),
+        description=str(header.get("SeriesDescription", "") or "").strip(),
+        modality=str(header.get("Modality", "") or ""),
+        number=int(number) if number not in (None, "") else None,
+        files=list(files),
+        num_frames=sum(int(header.get("NumberOfFrames", 1) or 1) for _ in files),
+        study_uid=str(header.get("StudyInstanceUID", "") or ""),
+    )
+
+
+def select_series(
+    all_series: Sequence[SeriesInfo], series: str | int | None, folder: str | os.PathLike
+) -> SeriesInfo:
+    """Pick one series: the only one, or the one named by ``series``.
+
+    ``series`` may be a full SeriesInstanceUID, a unique UID suffix, a SeriesNumber, or a
+    unique SeriesDescription (case-insensitive).
+    """
+    listing = "; ".join(s.summary() for s in all_series)
+    if series is None:
+        if len(all_series) == 1:
+            return all_series[0]
+        raise MultipleSeriesError(
+            f"{len(all_series)} DICOM series found: {listing}. Pick one with series=UID "
+            "(command line: --series UID)",
+            path=folder,
+        )
+    wanted = str(series).strip()
+    tests = (
+        lambda s: s.uid == wanted,
+        lambda s: s.uid.endswith(wanted),
+        lambda s: s.number is not None and str(s.number) == wanted,
+        lambda s: s.description.lower() == wanted.lower(),
+    )
+    for test in tests:
+        matches = [s for s in all_series if test(s)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise MultipleSeriesError(
+                f"series={wanted!r} matches {len(matches)} series: "
+                + "; ".join(s.summary() for s in matches)
+                + ". Give the full SeriesInstanceUID",
+                path=folder,
+            )
+    raise DicomError(f"no series matches series={wanted!r}; found: {listing}", path=folder)
