@@ -45,21 +45,31 @@ def check_case_content(
     for path, volume, array in channels:
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             bad = int(np.size(array) - np.isfinite(array).sum())
-            problems.append(f"{_name(path, root)} has {bad} NaN/Inf voxels; fix or re-export the image")
+            problems.append(
+                f"{_name(path, root)} has {bad} NaN/Inf voxels; fix or re-export the image"
+            )
         if path != reference_path:
-            problems += _grid_mismatch(volume, reference, _name(path, root), _name(reference_path, root))
+            problems += _grid_mismatch(
+                volume, reference, _name(path, root), _name(reference_path, root)
+            )
     if label is not None:
         if label.has_channels:
-            problems.append(f"{_name(case.label, root)} has channels {label.array.shape}; a label map is one integer per voxel")
+            problems.append(
+                f"{_name(case.label, root)} has channels {label.array.shape}; a label map is one integer per voxel"
+            )
             return problems
-        problems += _grid_mismatch(label, reference, _name(case.label, root), _name(reference_path, root))
+        problems += _grid_mismatch(
+            label, reference, _name(case.label, root), _name(reference_path, root)
+        )
         problems += _label_value_problems(label.array, labels, _name(case.label, root))
     return problems
 
 
 def _grid_mismatch(volume, reference, name: str, reference_name: str) -> list[str]:
     if volume.spatial_shape != reference.spatial_shape:
-        return [f"{name} has shape {volume.spatial_shape} but {reference_name} has {reference.spatial_shape}"]
+        return [
+            f"{name} has shape {volume.spatial_shape} but {reference_name} has {reference.spatial_shape}"
+        ]
     difference = _affine_distance(volume.affine, reference.affine, volume.spatial_shape)
     if difference > GEOMETRY_TOLERANCE_MM:
         return [
@@ -71,8 +81,12 @@ def _grid_mismatch(volume, reference, name: str, reference_name: str) -> list[st
 
 def _affine_distance(a: np.ndarray, b: np.ndarray, shape) -> float:
     """Largest distance (mm) between the two affines' positions of the grid's corner voxels."""
-    corners = np.array(np.meshgrid(*[[0, max(n - 1, 0)] for n in shape], indexing="ij")).reshape(len(shape), -1)
-    corners = np.vstack([corners, np.zeros((3 - len(shape), corners.shape[1])), np.ones((1, corners.shape[1]))])
+    corners = np.array(np.meshgrid(*[[0, max(n - 1, 0)] for n in shape], indexing="ij")).reshape(
+        len(shape), -1
+    )
+    corners = np.vstack(
+        [corners, np.zeros((3 - len(shape), corners.shape[1])), np.ones((1, corners.shape[1]))]
+    )
     return float(np.abs((a - b) @ corners)[:3].max())
 
 
@@ -81,11 +95,15 @@ def _label_value_problems(array: np.ndarray, labels: dict[str, int], name: str) 
         if not np.isfinite(array).all():
             return [f"{name} has NaN/Inf voxels; a label map holds integers"]
         if not np.array_equal(array, np.round(array)):
-            return [f"{name} holds non-integer values; a label map holds integers (save it with nearest-neighbour resampling)"]
+            return [
+                f"{name} holds non-integer values; a label map holds integers (save it with nearest-neighbour resampling)"
+            ]
     values = np.unique(array)
     undeclared = sorted(int(v) for v in values if int(v) not in set(labels.values()))
     if undeclared:
-        return [f"{name} holds label values {undeclared} not declared in dataset.json 'labels' {sorted(labels.values())}"]
+        return [
+            f"{name} holds label values {undeclared} not declared in dataset.json 'labels' {sorted(labels.values())}"
+        ]
     return []
 
 
@@ -97,4 +115,8 @@ def _name(path: Path, root: Path) -> str:
 
 
 def _reason(error: Exception) -> str:
-    return getattr(error, "message", None) or str(error).splitlines()[0] if str(error) else type(error).__name__
+    return (
+        getattr(error, "message", None) or str(error).splitlines()[0]
+        if str(error)
+        else type(error).__name__
+    )

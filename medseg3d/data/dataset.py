@@ -94,7 +94,9 @@ def load_dataset(folder: str | os.PathLike) -> DatasetSpec:
     """
     root = Path(folder)
     if not root.is_dir():
-        raise DatasetError("dataset folder not found; pass a folder holding dataset.json", path=root)
+        raise DatasetError(
+            "dataset folder not found; pass a folder holding dataset.json", path=root
+        )
     json_path = root / "dataset.json"
     if not json_path.is_file():
         raise DatasetError(
@@ -104,7 +106,9 @@ def load_dataset(folder: str | os.PathLike) -> DatasetSpec:
     try:
         info = json.loads(json_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"dataset.json is not valid JSON ({error}); fix the file", path=root) from error
+        raise DatasetError(
+            f"dataset.json is not valid JSON ({error}); fix the file", path=root
+        ) from error
     if not isinstance(info, dict):
         raise DatasetError("dataset.json must hold a JSON object", path=root)
 
@@ -163,7 +167,9 @@ def validate_dataset(
         missing = [p for p in [*case.images, case.label] if p is not None and not p.is_file()]
         problems += [f"{case.case_id}: missing file {_relative(p, spec.root)}" for p in missing]
         if case.label is None:
-            problems.append(f"{case.case_id}: no label; add labelsTr/{case.case_id}{spec.file_ending}")
+            problems.append(
+                f"{case.case_id}: no label; add labelsTr/{case.case_id}{spec.file_ending}"
+            )
         if check_content and not missing:
             problems += [
                 f"{case.case_id}: {problem}"
@@ -178,7 +184,9 @@ def validate_dataset(
 def _parse_labels(info: dict, problems: list[str]) -> dict[str, int]:
     raw = info.get("labels")
     if not isinstance(raw, dict) or not raw:
-        problems.append("dataset.json: missing or empty 'labels' (e.g. {\"background\": 0, \"liver\": 1})")
+        problems.append(
+            'dataset.json: missing or empty \'labels\' (e.g. {"background": 0, "liver": 1})'
+        )
         return {"background": 0}
     labels: dict[str, int] = {}
     for key, value in raw.items():
@@ -193,7 +201,9 @@ def _parse_labels(info: dict, problems: list[str]) -> dict[str, int]:
             )
     values = list(labels.values())
     if len(set(values)) != len(values):
-        problems.append(f"dataset.json: label values {sorted(values)} repeat; give every label its own value")
+        problems.append(
+            f"dataset.json: label values {sorted(values)} repeat; give every label its own value"
+        )
     if 0 not in values:
         problems.append("dataset.json: 'labels' must declare the background as 0")
     return dict(sorted(labels.items(), key=lambda kv: kv[1]))
@@ -209,10 +219,10 @@ def _parse_channels(info: dict, problems: list[str]) -> list[str]:
     try:
         keys = sorted(raw, key=int)
     except ValueError:
-        problems.append(f"dataset.json: channel keys {list(raw)} must be \"0\", \"1\", …")
+        problems.append(f'dataset.json: channel keys {list(raw)} must be "0", "1", …')
         return [str(v) for v in raw.values()]
     if [int(k) for k in keys] != list(range(len(keys))):
-        problems.append(f"dataset.json: channel keys {keys} must be consecutive from \"0\"")
+        problems.append(f'dataset.json: channel keys {keys} must be consecutive from "0"')
     return [str(raw[k]) for k in keys]
 
 
@@ -231,7 +241,7 @@ def _resolve(root: Path, path: str) -> Path:
 def _msd_cases(root: Path, info: dict, problems: list[str]) -> list[Case]:
     entries = info.get("training")
     if not isinstance(entries, list):
-        problems.append("dataset.json: 'training' must be a list of {\"image\": …, \"label\": …}")
+        problems.append('dataset.json: \'training\' must be a list of {"image": …, "label": …}')
         return []
     cases = []
     for number, entry in enumerate(entries):
@@ -241,7 +251,11 @@ def _msd_cases(root: Path, info: dict, problems: list[str]) -> list[Case]:
         label = entry.get("label")
         case_id = _case_id(entry["image"], str(info.get("file_ending", ".nii.gz")))
         cases.append(
-            Case(case_id, [_resolve(root, entry["image"])], _resolve(root, label) if isinstance(label, str) else None)
+            Case(
+                case_id,
+                [_resolve(root, entry["image"])],
+                _resolve(root, label) if isinstance(label, str) else None,
+            )
         )
     return cases
 
@@ -257,7 +271,9 @@ def _msd_test_cases(root: Path, info: dict, file_ending: str) -> list[Case]:
             continue
         case_id = _case_id(image, file_ending)
         label = root / "labelsTs" / Path(image).name
-        cases.append(Case(case_id, [_resolve(root, image)], label.resolve() if label.is_file() else None))
+        cases.append(
+            Case(case_id, [_resolve(root, image)], label.resolve() if label.is_file() else None)
+        )
     return cases
 
 
@@ -267,8 +283,11 @@ def _nnunet_cases(
     explicit = info.get("dataset")
     if isinstance(explicit, dict):  # nnU-Net v2's explicit file list
         return [
-            Case(str(case_id), [_resolve(root, p) for p in entry.get("images", [])],
-                 _resolve(root, entry["label"]) if entry.get("label") else None)
+            Case(
+                str(case_id),
+                [_resolve(root, p) for p in entry.get("images", [])],
+                _resolve(root, entry["label"]) if entry.get("label") else None,
+            )
             for case_id, entry in sorted(explicit.items())
         ]
     if not (root / "imagesTr").is_dir():
@@ -281,10 +300,14 @@ def _nnunet_cases(
         for label in sorted(labels_dir.glob(f"*{file_ending}")):
             case_id = label.name[: -len(file_ending)]
             if case_id not in with_images and not label.name.startswith("."):
-                problems.append(f"{case_id}: label {_relative(label, root)} has no image; add imagesTr/{case_id}_0000{file_ending}")
+                problems.append(
+                    f"{case_id}: label {_relative(label, root)} has no image; add imagesTr/{case_id}_0000{file_ending}"
+                )
     expected = info.get("numTraining")
     if isinstance(expected, int) and expected != len(cases):
-        problems.append(f"dataset.json: numTraining is {expected} but imagesTr/ holds {len(cases)} cases")
+        problems.append(
+            f"dataset.json: numTraining is {expected} but imagesTr/ holds {len(cases)} cases"
+        )
     return cases
 
 

@@ -28,7 +28,9 @@ def read_case(case: Case) -> tuple[list[Volume], Volume | None]:
     for path in case.images:
         volume = read_volume(path)
         if volume.has_channels:
-            channels += [volume.with_array(volume.array[..., c]) for c in range(volume.num_channels)]
+            channels += [
+                volume.with_array(volume.array[..., c]) for c in range(volume.num_channels)
+            ]
         else:
             channels.append(volume)
     label = read_volume(case.label) if case.label is not None else None

@@ -30,9 +30,13 @@ def kfold_splits(
     if len(ids) != len(case_ids):
         raise ConfigError("case ids repeat; every case needs a unique id")
     if num_folds < 2:
-        raise ConfigError(f"num_folds must be >= 2, got {num_folds}; use fold='all' to train on every case")
+        raise ConfigError(
+            f"num_folds must be >= 2, got {num_folds}; use fold='all' to train on every case"
+        )
     if len(ids) < num_folds:
-        raise ConfigError(f"{len(ids)} cases cannot make {num_folds} folds; lower num_folds to at most {len(ids)}")
+        raise ConfigError(
+            f"{len(ids)} cases cannot make {num_folds} folds; lower num_folds to at most {len(ids)}"
+        )
     order = np.random.RandomState(seed).permutation(len(ids))
     folds = np.array_split(order, num_folds)
     splits = []
@@ -56,7 +60,9 @@ def train_val_split(
     try:
         fold = int(fold)
     except (TypeError, ValueError):
-        raise ConfigError(f"fold must be an integer in [0, {num_folds}) or 'all', got {fold!r}") from None
+        raise ConfigError(
+            f"fold must be an integer in [0, {num_folds}) or 'all', got {fold!r}"
+        ) from None
     if not 0 <= fold < num_folds:
         raise ConfigError(f"fold must be in [0, {num_folds}) or 'all', got {fold}")
     split = kfold_splits(case_ids, num_folds, seed)[fold]
@@ -68,7 +74,9 @@ def save_splits(splits: list[dict[str, list[str]]], path: str | os.PathLike) -> 
     atomic_write_text(path, json.dumps(splits, indent=2) + "\n")
 
 
-def load_splits(path: str | os.PathLike, case_ids: Sequence[str] | None = None) -> list[dict[str, list[str]]]:
+def load_splits(
+    path: str | os.PathLike, case_ids: Sequence[str] | None = None
+) -> list[dict[str, list[str]]]:
     """Read splits written by :func:`save_splits` (or by nnU-Net); checks ids against ``case_ids``."""
     try:
         with open(path) as handle:
@@ -76,12 +84,16 @@ def load_splits(path: str | os.PathLike, case_ids: Sequence[str] | None = None) 
     except (OSError, json.JSONDecodeError) as error:
         raise DatasetError(f"cannot read the splits file ({error})", path=path) from error
     if not isinstance(splits, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("train"), list) and isinstance(s.get("val"), list) for s in splits
+        isinstance(s, dict) and isinstance(s.get("train"), list) and isinstance(s.get("val"), list)
+        for s in splits
     ):
         raise DatasetError('splits must be a list of {"train": [...], "val": [...]}', path=path)
     if case_ids is not None:
         known = set(map(str, case_ids))
         unknown = sorted({i for s in splits for i in s["train"] + s["val"]} - known)
         if unknown:
-            raise DatasetError(f"splits name cases not in the dataset: {unknown[:10]}; regenerate the splits", path=path)
+            raise DatasetError(
+                f"splits name cases not in the dataset: {unknown[:10]}; regenerate the splits",
+                path=path,
+            )
     return splits

@@ -146,7 +146,9 @@ def make_ct_like_case(
     if len(shape) != 3:
         raise ConfigError(f"make_ct_like_case builds 3D volumes; got shape {shape}")
     rng = np.random.default_rng(seed)
-    rotation = tuple(rng.uniform(10, 20, size=3) * rng.choice([-1, 1], size=3)) if oblique else (0, 0, 0)
+    rotation = (
+        tuple(rng.uniform(10, 20, size=3) * rng.choice([-1, 1], size=3)) if oblique else (0, 0, 0)
+    )
     affine = make_affine(shape, spacing, orientation, rotation_deg=rotation, center=center)
     x, y, z = world_coordinates(shape, affine)
     image, label = _abdomen_phantom(x, y, z, rng)
@@ -166,9 +168,11 @@ def _abdomen_phantom(x: np.ndarray, y: np.ndarray, z: np.ndarray, rng: np.random
         return value * (1.0 + rng.uniform(-fraction, fraction))
 
     def ellipsoid(centre, radii) -> np.ndarray:
-        return ((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + (
-            (z - centre[2]) / radii[2]
-        ) ** 2
+        return (
+            ((x - centre[0]) / radii[0]) ** 2
+            + ((y - centre[1]) / radii[1]) ** 2
+            + ((z - centre[2]) / radii[2]) ** 2
+        )
 
     shift = rng.uniform(-5, 5, size=3)
     body_a, body_b = jitter(150.0), jitter(105.0)
@@ -183,20 +187,30 @@ def _abdomen_phantom(x: np.ndarray, y: np.ndarray, z: np.ndarray, rng: np.random
     ring = (inner > 0.80) & (inner <= 0.90) & (np.cos(2 * np.pi * z / 28.0) > 0.35) & (y > -40)
     hu[ring] = 650.0
     # Liver (label 1): two lobes on the patient's right (+x in RAS).
-    liver = ellipsoid(
-        (jitter(58.0) + shift[0], jitter(8.0, 0.5) + shift[1], 15.0 + shift[2]),
-        (jitter(62.0), jitter(55.0), jitter(60.0)),
-    ) <= 1.0
-    liver |= ellipsoid(
-        (jitter(5.0, 1.0) + shift[0], 30.0 + shift[1], 35.0 + shift[2]),
-        (jitter(38.0), jitter(25.0), jitter(28.0)),
-    ) <= 1.0
+    liver = (
+        ellipsoid(
+            (jitter(58.0) + shift[0], jitter(8.0, 0.5) + shift[1], 15.0 + shift[2]),
+            (jitter(62.0), jitter(55.0), jitter(60.0)),
+        )
+        <= 1.0
+    )
+    liver |= (
+        ellipsoid(
+            (jitter(5.0, 1.0) + shift[0], 30.0 + shift[1], 35.0 + shift[2]),
+            (jitter(38.0), jitter(25.0), jitter(28.0)),
+        )
+        <= 1.0
+    )
     liver &= inner <= 0.9
     hu[liver] = 100.0
     label[liver] = 1
     # Kidneys (label 2): cortex brighter than medulla.
     for side in (1.0, -1.0):
-        centre = (side * jitter(58.0) + shift[0], jitter(-48.0) + shift[1], jitter(-25.0, 0.3) + shift[2])
+        centre = (
+            side * jitter(58.0) + shift[0],
+            jitter(-48.0) + shift[1],
+            jitter(-25.0, 0.3) + shift[2],
+        )
         radii = (jitter(24.0), jitter(20.0), jitter(44.0))
         outer = ellipsoid(centre, radii)
         medulla = ellipsoid(centre, tuple(r - 7.0 for r in radii))
@@ -249,7 +263,10 @@ def write_dataset(
                 image_rel = f"./images{split}/{case_id}_0000.nii.gz"
                 channels = image.channel_first()
                 for c in range(channels.shape[0]):
-                    _save_nifti(Volume(channels[c], image.affine), folder / f"images{split}/{case_id}_{c:04d}.nii.gz")
+                    _save_nifti(
+                        Volume(channels[c], image.affine),
+                        folder / f"images{split}/{case_id}_{c:04d}.nii.gz",
+                    )
             label_rel = None
             if label is not None:
                 label_rel = f"./labels{split}/{case_id}.nii.gz"

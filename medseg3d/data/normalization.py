@@ -1,0 +1,44 @@
+"""Per-channel intensity normalisation as a plan describes it (see :class:`~medseg3d.data.plan.Plan`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medseg3d.errors import ConfigError
+
+
+def normalize_channel(array: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
+    """Normalise one channel ``(*spatial)``; returns float32.
+
+    * ``ct``: clip to ``clip`` (HU, the foreground 0.5/99.5 percentiles), then ``(x - mean) / std``
+      with the foreground mean/std (nnU-Net's CT normalisation);
+    * ``zscore_nonzero``: z-score over the non-zero voxels; zero voxels stay 0 (MR brain);
+    * ``zscore``: z-score over the whole image;  ``rescale``: min-max to [0, 1];  ``none``.
+    """
+    scheme = entry.get("scheme")
+    data = np.asarray(array, dtype=np.float32)
+    if scheme == "ct":
+        low, high = entry["clip"]
+        out = np.clip(data, low, high)
+        out -= np.float32(entry["mean"])
+        out /= np.float32(max(float(entry["std"]), 1e-8))
+        return out
+    if scheme == "zscore_nonzero":
+        mask = data != 0
+        out = np.zeros_like(data)
+        if mask.any():
+            values = data[mask]
+            out[mask] = (values - values.mean()) / max(float(values.std()), 1e-8)
+        return out
+    if scheme == "zscore":
+        return (data - data.mean()) / np.float32(max(float(data.std()), 1e-8))
+    if scheme == "rescale":
+        low, high = float(data.min()), float(data.max())
+        return (data - low) / np.float32(max(high - low, 1e-8))
+    if scheme == "none":
+        return data.copy()
+    raise ConfigError(
+        f"unknown normalization scheme {scheme!r}; use ct, zscore_nonzero, zscore, rescale or none"
+    )
