@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg3d.errors import ConfigError
-from medseg3d.io.atomic import atomic_path, atomic_write_text
+from medseg3d.io.atomic import atomic_write_text
 from medseg3d.io.volume import Volume
 
 #: Labels of :func:`make_ct_like_case`.
@@ -211,7 +211,7 @@ def _abdomen_phantom(x: np.ndarray, y: np.ndarray, z: np.ndarray, rng: np.random
             jitter(-48.0) + shift[1],
             jitter(-25.0, 0.3) + shift[2],
         )
-        radii = (jitter(24.0), jitter(20.0), jitter(44.0))
+        radii = (jitter(28.0), jitter(24.0), jitter(48.0))
         outer = ellipsoid(centre, radii)
         medulla = ellipsoid(centre, tuple(r - 7.0 for r in radii))
         kidney = (outer <= 1.0) & ~liver
@@ -300,19 +300,10 @@ def write_dataset(
 
 
 def _save_nifti(volume: Volume, path: Path, *, is_label: bool = False) -> None:
-    """Write a Volume as NIfTI with sform = qform = the affine (scanner, code 1), atomically."""
-    import nibabel as nib
+    """Write a Volume as NIfTI (atomically, through :func:`medseg3d.io.save_volume`)."""
+    from medseg3d.io import save_volume
 
-    array = volume.array
-    if is_label:
-        array = array.astype(np.uint8 if array.max(initial=0) < 256 else np.int16)
-    image = nib.Nifti1Image(array, volume.affine)
-    image.set_sform(volume.affine, code=1)
-    image.set_qform(volume.affine, code=1)
-    image.header.set_xyzt_units("mm", "sec")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temp:
-        nib.save(image, temp)
+    save_volume(volume, path, is_label=is_label)
 
 
 def _rotation(angles_deg: Sequence[float]) -> np.ndarray:
