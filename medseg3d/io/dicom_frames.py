@@ -189,6 +189,14 @@ def frames_from_file(path: Path) -> list[Frame]:
     return frames
 
 
+def _as_tuple(value) -> tuple:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        return (value,)
+    return tuple(value)
+
+
 def _order_key(dataset, instance: int) -> tuple:
     return (
         _number(dataset.get("TemporalPositionIdentifier"), 0.0),
@@ -221,7 +229,7 @@ def _enhanced_frame(dataset, index: int, pixels: np.ndarray, path: Path, sop_uid
     if content is not None:
         key = (
             _number(content.get("TemporalPositionIndex"), 0.0),
-            tuple(content.get("DimensionIndexValues", []) or []),
+            _as_tuple(content.get("DimensionIndexValues")),
             index,
         )
     return Frame(

@@ -57,7 +57,7 @@ def write_dicom_series(
     study_uid: str | None = None,
     frame_of_reference_uid: str | None = None,
     patient_id: str = "medseg3d",
-    patient_name: str = "Anonymous",
+    patient_name: str = "Anonymous^",
 ) -> list[Path]:
     """Write a scalar 3D volume ``(X, Y, Z)`` as a DICOM series, one file per slice.
 

@@ -72,7 +72,7 @@ def save_volume(
             write_itk(volume, temporary)
         else:
             write_nifti(volume, temporary, is_label=is_label)
-    logger.info("wrote %s %s to %s", "label map" if is_label else "image", array.shape, path)
+    logger.debug("wrote %s %s to %s", "label map" if is_label else "image", array.shape, path)
     return path
 
 
@@ -137,13 +137,13 @@ def _refuse_inputs(path: Path, reference: Volume | None, volume: Volume) -> None
 
 
 def _default_is_label(data, volume: Volume, array: np.ndarray) -> bool:
-    """``meta['is_label']`` when set; else integer arrays are labels, except integer images read
-    from a file (CT in HU, MR in uint16), which stay images unless they are bool/uint8."""
+    """``meta['is_label']`` when set; else bool/uint8 arrays are labels, and other integer arrays
+    too unless they hold negative values or were read from an image file (CT in HU, MR uint16)."""
     if volume.meta.get("is_label") is not None:
         return bool(volume.meta["is_label"])
     if array.dtype == bool or array.dtype == np.uint8:
         return True
-    if not np.issubdtype(array.dtype, np.integer):
+    if not np.issubdtype(array.dtype, np.integer) or (array.size and array.min() < 0):
         return False
     return not (isinstance(data, Volume) and data.meta.get("format"))
 
