@@ -77,3 +77,8 @@ class DatasetError(MedsegError):
         else:
             text = f"{len(self.problems)} problems: " + "; ".join(self.problems)
         super().__init__(text, path)
+
+
+class BatchInputError(DatasetError):
+    """A batch input folder or manifest with problems (duplicate case ids, missing files, bad
+    columns…), found before the batch starts; the message lists every problem found."""

@@ -1,0 +1,186 @@
+"""``run_batch``: the whole of ``medseg3d batch`` as one function.
+
+>>> summary = run_batch("archive/", "segmentations/", "models/liver", workers=2)
+>>> summary.counts            # {'done': 4, 'skipped': 0, 'failed': 1, 'total': 5, 'pending': 0}
+>>> summary.exit_code         # 3 when any case failed
+
+Order of work: read the model's description (no weights) -> collect the cases (folder or
+manifest) -> check them all, raising one :class:`~medseg3d.errors.BatchInputError` that lists
+every problem -> take this shard -> load the model -> run the backend -> report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from medseg3d.batch.cases import BatchCase, check_cases, discover_cases, select_shard
+from medseg3d.batch.manifest import is_manifest, read_manifest
+from medseg3d.batch.report import BatchReport, CaseResult
+from medseg3d.batch.runner import BatchSummary, run_local
+from medseg3d.errors import ConfigError, FileNotFoundMedsegError, OutputError
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("local", "ray")
+
+
+def collect_cases(
+    source: str | os.PathLike,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    channels: int | None = None,
+    shard: tuple[int, int] | None = None,
+) -> list[BatchCase]:
+    """The checked cases of a folder or manifest (this shard's only, when ``shard=(I, N)``).
+
+    Raises :class:`~medseg3d.errors.BatchInputError` listing every problem at once, before any
+    case is processed; the whole input is checked even when only one shard is run.
+    """
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise FileNotFoundMedsegError(
+            "no such folder or manifest; give a folder of scans or a .csv/.json manifest",
+            path=source,
+        )
+    if source.is_dir():
+        exclude = [out_dir] if out_dir is not None else []
+        case_list = discover_cases(source, channels=channels, exclude=exclude)
+    elif is_manifest(source):
+        case_list = read_manifest(source)
+    else:
+        raise ConfigError(
+            f"{source}: -i must be a folder (scanned recursively) or a .csv/.json manifest"
+        )
+    case_list.cases = [
+        BatchCase(
+            c.case_id,
+            tuple(Path(os.path.abspath(p)) for p in c.inputs),
+            c.series,
+            c.output,
+            c.dicom,
+        )
+        for c in case_list.cases
+    ]
+    cases = check_cases(case_list, channels=channels)
+    if shard is not None:
+        cases = select_shard(cases, *shard)
+    return cases
+
+
+def report_name(shard: tuple[int, int] | None) -> str:
+    """``report``, or ``report-shard<I>of<N>`` so shards sharing a folder never clash."""
+    return "report" if shard is None else f"report-shard{shard[0]}of{shard[1]}"
+
+
+def run_batch(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    *,
+    backend: str = "local",
+    device: str = "auto",
+    workers: int | None = None,
+    overwrite: bool = False,
+    shard: tuple[int, int] | None = None,
+    address: str | None = None,
+    progress: bool = False,
+    options: Mapping[str, Any] | None = None,
+    on_start: Callable[[list[BatchCase], dict[str, Any]], None] | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> BatchSummary:
+    """Segment every case of ``source`` (folder or manifest) into ``out_dir`` with the model in
+    ``model_dir``; writes ``out_dir/report.csv`` and ``report.json`` as cases finish.
+
+    Args:
+        backend: ``"local"`` (this machine; ``workers`` reader threads, default 2) or ``"ray"``
+            (``address`` of a cluster, or a local instance; ``workers`` actors, default one per
+            GPU or per CPU).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:<i>`` (local backend; Ray actors use the
+            GPU Ray gives them).
+        overwrite: recompute cases whose output exists and is valid (default: skip them).
+        shard: ``(I, N)`` runs only shard I of N (0-based); the report is then
+            ``report-shard<I>of<N>.csv``.
+        options: ``Predictor`` options: ``overlap``, ``batch_size``, ``tta``, ``patch_size``,
+            ``largest_component``, ``fill_holes``.
+        on_start, on_result: callbacks (the command line prints with them).
+    """
+    from medseg3d.inference.model_folder import read_model_yaml
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if workers is not None and int(workers) < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    out_dir = Path(out_dir).expanduser().absolute()
+    source = Path(source).expanduser().absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError("-o must be a folder, this is a file", path=out_dir)
+    description = read_model_yaml(model_dir)
+    channels = int(description["model"]["in_channels"])
+    cases = collect_cases(source, out_dir=out_dir, channels=channels, shard=shard)
+    _refuse_inputs_as_outputs(cases, out_dir)
+    labels = {str(k): int(v) for k, v in description["labels"].items()}
+    names = [name for name, value in sorted(labels.items(), key=lambda i: i[1]) if value]
+    info = {
+        "input": str(source),
+        "model": str(Path(model_dir).expanduser().absolute()),
+        "backend": backend,
+        "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+        "overwrite": overwrite,
+    }
+    report = BatchReport(
+        out_dir,
+        case_ids=[case.case_id for case in cases],
+        labels=names,
+        name=report_name(shard),
+        info=info,
+    )
+    options = dict(options or {})
+    if backend == "ray":
+        from medseg3d.batch.ray_backend import run_ray
+
+        if on_start is not None:
+            on_start(cases, {**info, "device": "ray workers"})
+        return run_ray(
+            Path(model_dir).expanduser().absolute(),
+            cases,
+            out_dir,
+            report,
+            address=address,
+            workers=workers,
+            device=device,
+            options=options,
+            overwrite=overwrite,
+            progress=progress,
+            on_result=on_result,
+        )
+    from medseg3d.batch.engine import CaseEngine
+
+    engine = CaseEngine(model_dir, device=device, **options)
+    report.info.update(settings=engine.settings(), device=engine.device_description)
+    if on_start is not None:
+        on_start(cases, {**info, "device": engine.device_description})
+    return run_local(
+        engine,
+        cases,
+        out_dir,
+        report,
+        workers=2 if workers is None else workers,
+        overwrite=overwrite,
+        progress=progress,
+        on_result=on_result,
+    )
+
+
+def _refuse_inputs_as_outputs(cases: list[BatchCase], out_dir: Path) -> None:
+    inputs = {path.resolve() for case in cases for path in case.inputs}
+    clashes = [case for case in cases if case.output_path(out_dir).resolve() in inputs]
+    if clashes:
+        names = ", ".join(case.case_id for case in clashes[:5])
+        raise OutputError(
+            f"outputs would overwrite inputs (cases {names}); choose another output folder",
+            path=out_dir,
+        )

@@ -1,0 +1,298 @@
+"""What a batch works on: cases found in a folder or listed in a manifest, checked up front.
+
+A *case* is one scan to segment: one volume file (NIfTI, MHA/NRRD), several channel files of one
+scan (nnU-Net naming ``CASE_0000.nii.gz``, ``CASE_0001.nii.gz``…), or one DICOM series. Each case
+has a stable id (the same folder gives the same ids on every run), from which its output name
+``<case_id>.nii.gz`` is derived.
+
+* :func:`discover_cases` walks a folder recursively. A volume file's id is its path relative to
+  the folder without the extension, ``/`` replaced by ``_`` (``p01/ct.nii.gz`` -> ``p01_ct``); a
+  DICOM series' id is the relative path of the folder holding its files, with a ``_s<number>``
+  suffix when that folder holds several series. Header fields that identify the patient are
+  never used.
+* :func:`read_manifest` reads a CSV or JSON manifest (``case_id``, ``input``, optional
+  ``series_uid`` and ``output``).
+* :func:`check_cases` reports every problem (duplicate ids, missing files, clashing outputs,
+  wrong channel counts) at once, before anything is computed.
+* :func:`select_shard` splits the cases deterministically for array jobs (Slurm ``--array``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medseg3d.errors import BatchInputError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: File endings read as one volume each (longest first, so ``.nii.gz`` wins over ``.gz``).
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+#: File endings an output may have (what ``save_volume`` writes).
+OUTPUT_SUFFIXES = (".nii.gz", ".nii")
+DEFAULT_OUTPUT_SUFFIX = ".nii.gz"
+_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_SKIPPED_NAMES = ("DICOMDIR",)
+
+
+@dataclass(frozen=True)
+class BatchCase:
+    """One scan to segment.
+
+    Attributes:
+        case_id: stable identifier, used for the output name and in the report.
+        inputs: one path per channel file, or one DICOM folder (or file) for a series.
+        series: SeriesInstanceUID (or number/description) picking a series in a DICOM folder;
+            used to read the scan, never written to the report.
+        output: output file name relative to the output folder (default ``<case_id>.nii.gz``).
+        dicom: True when the input is a DICOM series.
+    """
+
+    case_id: str
+    inputs: tuple[Path, ...]
+    series: str | None = None
+    output: str | None = None
+    dicom: bool = False
+
+    @property
+    def input_text(self) -> str:
+        """The input path(s) as given, ``;``-separated for several channel files."""
+        return ";".join(str(path) for path in self.inputs)
+
+    @property
+    def output_name(self) -> str:
+        return self.output or f"{self.case_id}{DEFAULT_OUTPUT_SUFFIX}"
+
+    def output_path(self, out_dir: str | os.PathLike) -> Path:
+        return Path(out_dir) / self.output_name
+
+
+@dataclass
+class CaseList:
+    """Cases and the problems found while collecting them (reported together by
+    :func:`check_cases`)."""
+
+    cases: list[BatchCase]
+    source: Path
+    problems: list[str] = field(default_factory=list)
+
+
+# --- folders -------------------------------------------------------------------------------------
+def discover_cases(
+    folder: str | os.PathLike,
+    *,
+    channels: int | None = None,
+    exclude: Iterable[str | os.PathLike] = (),
+    workers: int = 4,
+) -> CaseList:
+    """Every volume file and DICOM series under ``folder`` (recursive), in path order.
+
+    ``channels`` (the model's input channels) decides how nnU-Net channel files are grouped:
+    with ``channels > 1`` the files ``CASE_0000 … CASE_<channels-1>`` form one case; otherwise
+    each file is a case and a ``_0000`` suffix is dropped from its id. Folders in ``exclude``
+    (e.g. the output folder) and hidden files are skipped. DICOM headers are read (pixels are
+    not) by ``workers`` threads.
+    """
+    root = Path(folder).expanduser()
+    excluded = {Path(path).expanduser().resolve() for path in exclude}
+    volumes: list[Path] = []
+    others: list[Path] = []
+    for current, dirs, names in os.walk(root):
+        here = Path(current)
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (here / d).resolve() not in excluded
+        )
+        for name in sorted(names):
+            if name.startswith(".") or name.upper() in _SKIPPED_NAMES:
+                continue
+            path = here / name
+            (volumes if volume_suffix(name) else others).append(path)
+    problems: list[str] = []
+    cases = _volume_cases(volumes, root, channels, problems)
+    cases += _dicom_cases(others, root, workers)
+    if not cases:
+        problems.append(
+            f"no volume files ({', '.join(VOLUME_SUFFIXES)}) or DICOM series found "
+            "(searched recursively)"
+        )
+    return CaseList(cases, root, problems)
+
+
+def volume_suffix(name: str) -> str | None:
+    lower = name.lower()
+    return next((suffix for suffix in VOLUME_SUFFIXES if lower.endswith(suffix)), None)
+
+
+def _stem(path: Path, root: Path) -> str:
+    relative = path.relative_to(root).as_posix()
+    return relative[: -len(volume_suffix(path.name) or "")]
+
+
+def safe_id(text: str) -> str:
+    """``text`` as a file-name-safe id: path separators and unsafe characters become ``_``."""
+    return _UNSAFE.sub("_", text.replace("/", "_")).strip("_.") or "case"
+
+
+def _volume_cases(
+    paths: list[Path], root: Path, channels: int | None, problems: list[str]
+) -> list[BatchCase]:
+    if channels is not None and channels > 1:
+        groups: dict[str, dict[int, Path]] = defaultdict(dict)
+        for path in paths:
+            match = _CHANNEL.match(_stem(path, root))
+            if match is None:
+                problems.append(
+                    f"{path.relative_to(root)}: the model takes {channels} channels, so input "
+                    "files must be named CASE_0000…, one per channel (nnU-Net naming)"
+                )
+                continue
+            groups[match["case"]][int(match["channel"])] = path
+        cases = []
+        for stem, files in sorted(groups.items()):
+            if sorted(files) != list(range(channels)):
+                found = ", ".join(f"{index:04d}" for index in sorted(files))
+                problems.append(
+                    f"{stem}: channel files {found} found, the model needs _0000 to "
+                    f"_{channels - 1:04d}"
+                )
+                continue
+            cases.append(BatchCase(safe_id(stem), tuple(files[i] for i in range(channels))))
+        return cases
+    cases = []
+    for path in paths:
+        stem = _stem(path, root)
+        match = _CHANNEL.match(stem)
+        if match is not None and match["channel"] == "0000":
+            stem = match["case"]
+        cases.append(BatchCase(safe_id(stem), (path,)))
+    return cases
+
+
+def _dicom_cases(paths: list[Path], root: Path, workers: int) -> list[BatchCase]:
+    from medseg3d.io.dicom_series import looks_like_dicom, read_header
+
+    candidates = [path for path in paths if looks_like_dicom(path) or not path.suffix]
+    if not candidates:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        headers = list(pool.map(read_header, candidates))
+    series: dict[str, dict] = {}
+    for path, header in zip(candidates, headers):
+        if header is None:
+            continue
+        uid = str(header.SeriesInstanceUID)
+        entry = series.setdefault(uid, {"files": [], "number": header.get("SeriesNumber")})
+        entry["files"].append(path)
+    by_folder: dict[Path, list[tuple[str, dict]]] = defaultdict(list)
+    for uid, entry in series.items():
+        folder = Path(os.path.commonpath([str(path.parent) for path in entry["files"]]))
+        by_folder[folder].append((uid, entry))
+    cases = []
+    for folder, members in sorted(by_folder.items()):
+        relative = folder.relative_to(root).as_posix()
+        base = safe_id(root.name if relative == "." else relative)
+        numbers = [_series_number(entry) for _, entry in members]
+        unique_numbers = None not in numbers and len(set(numbers)) == len(numbers)
+        for (uid, _entry), number in sorted(
+            zip(members, numbers), key=lambda item: (item[1] is None, item[1] or 0, item[0][0])
+        ):
+            if len(members) == 1:
+                case_id = base
+            elif unique_numbers:
+                case_id = f"{base}_s{number}"
+            else:
+                case_id = f"{base}_{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
+            cases.append(BatchCase(case_id, (folder,), series=uid, dicom=True))
+    return cases
+
+
+def _series_number(entry: dict) -> int | None:
+    try:
+        return int(entry["number"])
+    except (TypeError, ValueError):
+        return None
+
+
+# --- checks --------------------------------------------------------------------------------------
+def check_cases(
+    case_list: CaseList,
+    *,
+    channels: int | None = None,
+    check_files: bool = True,
+) -> list[BatchCase]:
+    """The cases, or :class:`BatchInputError` listing every problem found at once: problems met
+    while collecting, duplicate case ids, duplicate or unsafe output names, missing input
+    files, a channel count that does not fit the model (``channels``)."""
+    problems = list(case_list.problems)
+    cases = case_list.cases
+    for case_id, count in sorted(Counter(case.case_id for case in cases).items()):
+        if count > 1:
+            inputs = "; ".join(c.input_text for c in cases if c.case_id == case_id)
+            problems.append(f"case id {case_id!r} appears {count} times ({inputs})")
+    outputs = Counter(case.output_name for case in cases)
+    for name, count in sorted(outputs.items()):
+        if count > 1 and len({c.case_id for c in cases if c.output_name == name}) > 1:
+            problems.append(f"output {name!r} is written by {count} cases; give distinct outputs")
+    for case in cases:
+        problems += _output_problems(case)
+        if check_files:
+            problems += [
+                f"case {case.case_id!r}: input {path} does not exist"
+                for path in case.inputs
+                if not path.exists()
+            ]
+        if channels is not None and not case.dicom and len(case.inputs) not in (1, channels):
+            problems.append(
+                f"case {case.case_id!r}: {len(case.inputs)} input files, the model takes "
+                f"{channels} channels (one file per channel, or one multi-channel file)"
+            )
+    if problems:
+        raise BatchInputError(_dedupe(problems), path=case_list.source)
+    return cases
+
+
+def _output_problems(case: BatchCase) -> list[str]:
+    name = case.output_name
+    if not case.case_id or case.case_id in (".", "..") or "/" in case.case_id:
+        return [f"case id {case.case_id!r} is not usable as a file name"]
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts or not parts:
+        return [f"case {case.case_id!r}: output {name!r} must be a path inside the output folder"]
+    if not name.lower().endswith(OUTPUT_SUFFIXES):
+        return [f"case {case.case_id!r}: output {name!r} must end with .nii.gz or .nii"]
+    return []
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+# --- shards --------------------------------------------------------------------------------------
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N`` (0-based, like ``SLURM_ARRAY_TASK_ID`` with
+    ``--array=0-<N-1>``)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if match is None:
+        raise ConfigError(f"--shard {text!r} must look like I/N, e.g. 0/4 (shard 0 of 4)")
+    index, count = int(match[1]), int(match[2])
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(
+            f"--shard {text}: I must be between 0 and N-1 (shards are numbered from 0), N >= 1"
+        )
+    return index, count
+
+
+def select_shard(cases: Sequence[BatchCase], index: int, count: int) -> list[BatchCase]:
+    """Shard ``index`` of ``count``: the cases sorted by id, dealt round-robin. Every case is in
+    exactly one shard, shard sizes differ by at most one, and the split depends only on the set
+    of case ids (not on the order they were found or listed in)."""
+    ordered = sorted(cases, key=lambda case: case.case_id)
+    return ordered[index::count]

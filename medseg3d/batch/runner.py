@@ -1,0 +1,218 @@
+"""The local backend: one model, reading ahead in worker threads, writing in the background.
+
+::
+
+    worker threads (N)        this thread (the model)        writer thread(s)
+    skip check / read /  -->  sliding-window inference  -->  restore, post-process,
+    preprocess case k+1..k+N  of case k                      atomic write, report row
+
+At most ``workers + 1`` prepared cases wait in memory, and at most ``writers + 1`` results wait
+to be written, so memory stays bounded however long the batch. The time this thread spends
+waiting for a prepared case (or for a free writer) is the model's idle time, reported as
+``idle_share``.
+
+Failure isolation: an exception in any stage (corrupt file, wrong modality, out of memory) fails
+that case only; it is recorded in the report and the batch goes on. A crash or ``kill -9`` of the
+whole process loses only the cases in flight: outputs are atomic, and the next run skips every
+case whose output exists and is valid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medseg3d.batch.cases import BatchCase
+from medseg3d.batch.engine import free_memory, is_out_of_memory
+from medseg3d.batch.report import BatchReport, CaseResult
+from medseg3d.batch.steps import done_result, failed_result, remove_own_temporaries, skip_result
+
+logger = logging.getLogger(__name__)
+
+#: Exit code of a batch in which at least one case failed (0: every case done or skipped).
+EXIT_CASES_FAILED = 3
+
+
+@dataclass
+class BatchSummary:
+    """Counts per status, wall time (s), model busy/idle time (s), and the report files."""
+
+    counts: dict[str, int]
+    seconds: float
+    report_csv: Path
+    report_json: Path
+    model_seconds: float = 0.0
+    idle_seconds: float = 0.0
+    failed_cases: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CASES_FAILED if self.counts.get("failed") else 0
+
+    @property
+    def idle_share(self) -> float:
+        """Share of the model's time spent waiting for input or output (0..1)."""
+        total = self.model_seconds + self.idle_seconds
+        return self.idle_seconds / total if total > 0 else 0.0
+
+    @property
+    def cases_per_minute(self) -> float:
+        processed = self.counts.get("done", 0) + self.counts.get("failed", 0)
+        return 60.0 * processed / self.seconds if self.seconds > 0 else 0.0
+
+
+class Progress:
+    """A tqdm bar over cases (ETA, counts per status), or nothing when disabled."""
+
+    def __init__(self, total: int, enabled: bool, description: str = "batch"):
+        self.bar = None
+        self.counts = {"done": 0, "skipped": 0, "failed": 0}
+        self._lock = threading.Lock()
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="case", desc=description, dynamic_ncols=True)
+
+    def update(self, result: CaseResult) -> None:
+        with self._lock:
+            self.counts[result.status] += 1
+            if self.bar is not None:
+                self.bar.set_postfix(self.counts, refresh=False)
+                self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def prepare_output_folder(cases: Sequence[BatchCase], out_dir: Path, report: BatchReport) -> None:
+    """Create the output folders and remove temporaries an interrupted run left for these
+    cases' outputs and this report (never those of another shard running beside us)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = [case.output_path(out_dir) for case in cases]
+    for folder in {path.parent for path in outputs}:
+        folder.mkdir(parents=True, exist_ok=True)
+    remove_own_temporaries([*outputs, report.csv_path, report.json_path])
+
+
+def run_local(
+    engine,
+    cases: Sequence[BatchCase],
+    out_dir: str | os.PathLike,
+    report: BatchReport,
+    *,
+    workers: int = 2,
+    writers: int = 1,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> BatchSummary:
+    """Segment ``cases`` with ``engine`` (a :class:`~medseg3d.batch.engine.CaseEngine`) into
+    ``out_dir``, recording every case in ``report``.
+
+    ``workers`` threads read and preprocess ahead (and check existing outputs); ``writers``
+    threads restore and write. Returns a :class:`BatchSummary`; ``summary.exit_code`` is
+    :data:`EXIT_CASES_FAILED` when any case failed. ``KeyboardInterrupt`` (Ctrl-C, SIGTERM via
+    the CLI) stops the batch after the writes in progress, with the report up to date.
+    """
+    out_dir = Path(out_dir)
+    workers, writers = max(1, int(workers)), max(1, int(writers))
+    prepare_output_folder(cases, out_dir, report)
+    bar = Progress(len(cases), progress)
+    start = time.perf_counter()
+    model_seconds = idle_seconds = 0.0
+
+    def record(result: CaseResult) -> None:
+        report.add(result)
+        bar.update(result)
+        if on_result is not None:
+            on_result(result)
+
+    def load(case: BatchCase):
+        clock = time.perf_counter()
+        try:
+            if not overwrite:
+                skipped = skip_result(case, out_dir, engine.labels)
+                if skipped is not None:
+                    return skipped
+            return engine.prepare(case)
+        except Exception as error:  # noqa: BLE001 - failure isolation
+            return failed_result(case, out_dir, error, time.perf_counter() - clock)
+
+    def write(prepared, indices) -> None:
+        case = prepared.case
+        clock = time.perf_counter()
+        try:
+            finished = engine.finish(prepared, indices, case.output_path(out_dir))
+            result = done_result(case, finished)
+        except Exception as error:  # noqa: BLE001 - failure isolation
+            seconds = sum(prepared.seconds.values()) + time.perf_counter() - clock
+            result = failed_result(case, out_dir, error, seconds)
+        record(result)
+
+    readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medseg3d-read")
+    writer_pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="medseg3d-write")
+    queue = list(cases)
+    loading: set[Future] = set()
+    writing: set[Future] = set()
+    try:
+        while queue or loading:
+            while queue and len(loading) < workers + 1:
+                loading.add(readers.submit(load, queue.pop(0)))
+            clock = time.perf_counter()
+            done, loading = wait(loading, return_when=FIRST_COMPLETED)
+            idle_seconds += time.perf_counter() - clock
+            for future in done:
+                item = future.result()
+                if isinstance(item, CaseResult):
+                    record(item)
+                    continue
+                clock = time.perf_counter()
+                try:
+                    indices = engine.infer(item)
+                except Exception as error:  # noqa: BLE001 - failure isolation (incl. OOM)
+                    if is_out_of_memory(error):
+                        free_memory(engine.device)
+                    record(failed_result(item.case, out_dir, error, sum(item.seconds.values())))
+                    continue
+                finally:
+                    model_seconds += time.perf_counter() - clock
+                clock = time.perf_counter()
+                while len(writing) > writers:
+                    finished, writing = wait(writing, return_when=FIRST_COMPLETED)
+                    for written in finished:
+                        written.result()
+                idle_seconds += time.perf_counter() - clock
+                writing.add(writer_pool.submit(write, item, indices))
+                del item, indices
+        for written in writing:
+            written.result()
+    finally:
+        for future in loading:
+            future.cancel()
+        readers.shutdown(wait=True, cancel_futures=True)
+        writer_pool.shutdown(wait=True)
+        bar.close()
+        seconds = time.perf_counter() - start
+        counts = report.counts()
+        report.close(
+            seconds=round(seconds, 3),
+            model_seconds=round(model_seconds, 3),
+            idle_seconds=round(idle_seconds, 3),
+            interrupted=counts["pending"] > 0,
+        )
+    return BatchSummary(
+        counts=report.counts(),
+        seconds=seconds,
+        report_csv=report.csv_path,
+        report_json=report.json_path,
+        model_seconds=model_seconds,
+        idle_seconds=idle_seconds,
+        failed_cases=[r.case_id for r in report.results if r.status == "failed"],
+    )

@@ -1,0 +1,161 @@
+"""Per-case steps shared by the local and the Ray backend: skip check, one whole case, cleanup.
+
+Every function here returns a :class:`~medseg3d.batch.report.CaseResult` instead of raising for
+a problem with the case, so one bad case never stops a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from medseg3d.batch.cases import BatchCase
+from medseg3d.batch.outputs import check_output
+from medseg3d.batch.report import CaseResult, error_text
+from medseg3d.io.atomic import TEMP_MARK
+
+logger = logging.getLogger(__name__)
+
+#: Length of the random part ``tempfile.mkstemp`` puts in a temporary name.
+_RANDOM_CHARS = 8
+
+
+def skip_result(
+    case: BatchCase, out_dir: str | os.PathLike, labels: Mapping[str, int]
+) -> CaseResult | None:
+    """A ``skipped`` result when the case's output exists and is valid, else None.
+
+    An output that exists but is not valid (unreadable, other grid) is logged and recomputed.
+    The skipped row carries the grid and label volumes measured on the existing output.
+    """
+    clock = time.perf_counter()
+    output = case.output_path(out_dir)
+    check = check_output(output, case)
+    if not check.valid:
+        if check.reason != "missing":
+            logger.warning("case %s: existing output is recomputed: %s", case.case_id, check.reason)
+        return None
+    return CaseResult(
+        case_id=case.case_id,
+        status="skipped",
+        input=case.input_text,
+        output=str(output),
+        seconds=time.perf_counter() - clock,
+        shape=check.labels.shape,
+        spacing=check.spacing,
+        volumes_ml=volumes_ml(check.labels, check.spacing, labels),
+    )
+
+
+def failed_result(case: BatchCase, out_dir: str | os.PathLike, error: BaseException, seconds=None):
+    """A ``failed`` result with the error as one line (also logged, with the case id only)."""
+    message = error_text(error)
+    logger.warning("case %s failed: %s", case.case_id, message)
+    return CaseResult(
+        case_id=case.case_id,
+        status="failed",
+        input=case.input_text,
+        output="",
+        error=message,
+        seconds=seconds,
+    )
+
+
+def done_result(case: BatchCase, finished) -> CaseResult:
+    """A ``done`` result from a :class:`~medseg3d.batch.engine.FinishedCase`."""
+    return CaseResult(
+        case_id=case.case_id,
+        status="done",
+        input=case.input_text,
+        output=str(finished.output),
+        seconds=sum(finished.seconds.values()),
+        shape=finished.shape,
+        spacing=finished.spacing,
+        volumes_ml=finished.volumes_ml,
+    )
+
+
+def process_case(
+    engine,
+    case: BatchCase,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool,
+    infer_lock=None,
+) -> CaseResult:
+    """Skip check, then read, infer and write one case in this thread; never raises for the
+    case's own problems (returns a ``failed`` result). ``infer_lock`` (a ``threading.Lock``)
+    serialises only the inference when several threads share one engine, so one case is read
+    or written while another one is inferred."""
+    clock = time.perf_counter()
+    try:
+        if not overwrite:
+            skipped = skip_result(case, out_dir, engine.labels)
+            if skipped is not None:
+                return skipped
+        prepared = engine.prepare(case)
+        if infer_lock is None:
+            indices = engine.infer(prepared)
+        else:
+            with infer_lock:
+                indices = engine.infer(prepared)
+        finished = engine.finish(prepared, indices, case.output_path(out_dir))
+        return done_result(case, finished)
+    except Exception as error:  # noqa: BLE001 - failure isolation: any error fails this case only
+        from medseg3d.batch.engine import free_memory, is_out_of_memory
+
+        if is_out_of_memory(error):
+            free_memory(engine.device)
+        return failed_result(case, out_dir, error, time.perf_counter() - clock)
+
+
+def volumes_ml(
+    labels: np.ndarray, spacing: Iterable[float], names: Mapping[str, int]
+) -> dict[str, float]:
+    """Volume (mL) of each foreground label of ``names`` in ``labels`` with ``spacing`` (mm)."""
+    from medseg3d.inference.postprocess import label_volumes
+
+    measured = label_volumes(np.asarray(labels), tuple(spacing), names)
+    return {name: entry["volume_ml"] for name, entry in measured.items()}
+
+
+def remove_own_temporaries(paths: Iterable[str | os.PathLike]) -> int:
+    """Delete temporaries an interrupted run left for exactly these destination ``paths``.
+
+    Only names ``atomic_path`` would have made for these paths are removed, so shards writing
+    into one output folder at the same time never delete each other's files in progress.
+    Returns how many files were removed.
+    """
+    wanted: dict[Path, set[tuple[str, str]]] = defaultdict(set)
+    for path in map(Path, paths):
+        suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
+        wanted[path.parent].add((path.stem, suffix))
+    removed = 0
+    for folder, stems in wanted.items():
+        try:
+            names = [name for name in os.listdir(folder) if name.startswith(TEMP_MARK)]
+        except OSError:
+            continue
+        suffixes = {suffix for _, suffix in stems}
+        for name in names:
+            rest = name[len(TEMP_MARK) :]
+            for suffix in suffixes:
+                if not rest.endswith(suffix):
+                    continue
+                stem = rest[: len(rest) - len(suffix) - _RANDOM_CHARS]
+                if (stem, suffix) in stems and len(rest) == len(stem) + _RANDOM_CHARS + len(suffix):
+                    try:
+                        (folder / name).unlink()
+                        removed += 1
+                    except OSError:
+                        pass
+                    break
+    if removed:
+        logger.info("removed %d temporary file(s) left by an interrupted run", removed)
+    return removed
