@@ -1,0 +1,231 @@
+"""``medseg3d predict -i INPUT -o OUTPUT -m MODEL_DIR``: segment one scan with a trained model.
+
+The label map is written on the input's exact grid (same shape and affine), so it lines up with
+the scan in 3D Slicer, ITK-SNAP or any PACS viewer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from medseg3d.errors import ConfigError, OutputError
+from medseg3d.io.atomic import atomic_write_text
+
+HELP = "segment a scan (NIfTI, DICOM series, MHA/NRRD) with a trained model folder"
+
+FORMATS = ("auto", "nifti", "mha", "nrrd", "dicom-seg")
+_LABEL_SUFFIXES = {"nifti": ".nii.gz", "mha": ".mha", "nrrd": ".nrrd", "dicom-seg": ".dcm"}
+_INPUT_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-i",
+        "--input",
+        required=True,
+        action="append",
+        metavar="INPUT",
+        help="NIfTI/MHA/NRRD file or DICOM series folder; repeat for models with several "
+        "input channels (in the model's channel order)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file (format from the extension), or a folder (then <case>_seg.nii.gz)",
+    )
+    parser.add_argument("-m", "--model", required=True, metavar="MODEL_DIR", help="model folder")
+    parser.add_argument("--series", help="DICOM SeriesInstanceUID when the folder holds several")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="output format; dicom-seg writes a DICOM SEG referencing the source series "
+        "(DICOM input only). Default: from the output extension",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index>")
+    parser.add_argument(
+        "--overlap", type=float, help="sliding-window overlap in [0, 1) (default: the model's)"
+    )
+    parser.add_argument("--batch-size", type=int, default=4, help="patches per forward pass")
+    parser.add_argument(
+        "--patch-size",
+        type=_size,
+        help="inference patch in voxels, e.g. 128 or 96,160,160 (a multiple of the network's divisor)",
+    )
+    parser.add_argument(
+        "--tta", action="store_true", help="test-time augmentation: average over mirrored inputs"
+    )
+    parser.add_argument(
+        "--largest-component", action="store_true", help="keep the largest component per class"
+    )
+    parser.add_argument("--fill-holes", action="store_true", help="fill enclosed holes per class")
+    parser.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also save class probabilities (float32, one channel per class) as <output>_probabilities",
+    )
+    parser.add_argument(
+        "--preview", metavar="PNG", help="also write a picture of three slices with the mask"
+    )
+    parser.add_argument(
+        "--json", metavar="FILE", help="write label volumes, timing and device as JSON"
+    )
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medseg3d.inference.predictor import Predictor
+
+    inputs = [Path(path) for path in args.input]
+    case = case_name(inputs[0])
+    output_format, output = _output_path(Path(args.output), case, args.format)
+    _check_output(output, inputs)
+    if (
+        output_format == "dicom-seg"
+        and not inputs[0].is_dir()
+        and not inputs[0].name.lower().endswith(".dcm")
+    ):
+        raise ConfigError(f"--format dicom-seg needs a DICOM input, got {inputs[0]}")
+    extra_outputs = []
+    probabilities_path = (
+        _sibling(output, "_probabilities", ".nii.gz") if args.probabilities else None
+    )
+    for path in (
+        probabilities_path,
+        Path(args.preview) if args.preview else None,
+        Path(args.json) if args.json else None,
+    ):
+        if path is not None:
+            _check_output(path, inputs)
+            extra_outputs.append(path)
+
+    predictor = Predictor(
+        args.model,
+        device=args.device,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        patch_size=args.patch_size,
+        progress=args.progress,
+        largest_component=args.largest_component,
+        fill_holes=args.fill_holes,
+    )
+    print(f"model  {predictor.model_dir} ({predictor.describe_model()})")
+    print(f"device {predictor.device_description}")
+    source = inputs[0] if len(inputs) == 1 else inputs
+    result = predictor.predict_case(source, series=args.series, probabilities=args.probabilities)
+    written = result.save(
+        output,
+        format=output_format,
+        probabilities_path=probabilities_path,
+        preview_path=args.preview,
+        title=case,
+    )
+    print(f"input  {', '.join(map(str, inputs))}  shape {result.labels.spatial_shape}")
+    for path in written:
+        print(f"wrote  {path}")
+    print(_volume_table(result.volumes))
+    seconds = result.seconds
+    print(
+        f"time   {seconds['total']:.1f} s (inference {seconds['inference']:.1f} s) on {predictor.device_description}"
+    )
+    if args.json:
+        report = {
+            "case": case,
+            "input": [str(path) for path in inputs],
+            "output": str(output),
+            "files": [str(path) for path in written],
+            "model": str(predictor.model_dir),
+            "device": predictor.device_description,
+            "settings": predictor.settings(),
+            "labels": result.volumes,
+            "seconds": {key: round(value, 4) for key, value in seconds.items()},
+        }
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"wrote  {args.json}")
+    return 0
+
+
+def case_name(path: Path) -> str:
+    """``/data/liver_007.nii.gz`` -> ``liver_007``; a DICOM folder -> its folder name."""
+    name = path.resolve().name if path.is_dir() else path.name
+    lower = name.lower()
+    for suffix in _INPUT_SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _output_path(output: Path, case: str, requested: str) -> tuple[str, Path]:
+    is_folder = output.is_dir() or str(output).endswith(os.sep) or not _suffix_format(output)
+    if is_folder:
+        output_format = "nifti" if requested == "auto" else requested
+        return output_format, output / f"{case}_seg{_LABEL_SUFFIXES[output_format]}"
+    found = _suffix_format(output)
+    if requested not in ("auto", found):
+        raise ConfigError(
+            f"--format {requested} does not match the output extension of {output} ({found})"
+        )
+    return found, output
+
+
+def _suffix_format(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith((".nii.gz", ".nii")):
+        return "nifti"
+    if name.endswith((".mha", ".mhd")):
+        return "mha"
+    if name.endswith((".nrrd", ".nhdr")):
+        return "nrrd"
+    if name.endswith(".dcm"):
+        return "dicom-seg"
+    return None
+
+
+def _sibling(path: Path, tag: str, suffix: str) -> Path:
+    name = path.name
+    for ending in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm"):
+        if name.lower().endswith(ending):
+            name = name[: -len(ending)]
+            break
+    return path.with_name(name + tag + suffix)
+
+
+def _check_output(output: Path, inputs: list[Path]) -> None:
+    """Refuse an output that is an input, lies inside an input folder, or is a folder."""
+    target = output.resolve()
+    for source in inputs:
+        source = source.resolve()
+        if target == source or (source.is_dir() and source in target.parents):
+            raise OutputError(
+                f"output {output} would overwrite or write into the input {source}; choose another -o",
+                path=output,
+            )
+    if target.is_dir():
+        raise OutputError("is a folder; give a file name", path=output)
+
+
+def _volume_table(volumes: dict[str, dict[str, float]]) -> str:
+    if not volumes:
+        return "no labels"
+    width = max(len(name) for name in volumes)
+    lines = [f"{'label'.ljust(width)}  value   volume (mL)   voxels"]
+    for name, entry in volumes.items():
+        lines.append(
+            f"{name.ljust(width)}  {entry['value']:>5}  {entry['volume_ml']:>12.2f}  {entry['voxels']:>7}"
+        )
+    return "\n".join(lines)
+
+
+def _size(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.replace("x", ",").split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 128 or 96,160,160") from None
+    if not values or any(value <= 0 for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes must be positive integers")
+    return values
