@@ -1,0 +1,126 @@
+"""The local backend in-process: same masks as `predict`, skip/resume, failure isolation."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from batch_helpers import (
+    LABELS,
+    affine,
+    case_id,
+    image,
+    make_case_folder,
+    make_model_folder,
+    truncate,
+    write_case,
+)
+
+from medseg3d.batch import EXIT_CASES_FAILED, run_batch
+from medseg3d.batch.engine import CaseEngine
+from medseg3d.batch.report import read_report
+from medseg3d.inference.predictor import Predictor
+from medseg3d.io import Volume, load_volume, write_dicom_series
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_model_folder(tmp_path_factory.mktemp("model") / "model")
+
+
+def test_batch_gives_the_masks_of_predict_isolates_a_corrupt_case_and_resumes(tmp_path, model_dir):
+    cases = make_case_folder(tmp_path / "cases")
+    out = tmp_path / "out"
+    summary = run_batch(cases, out, model_dir, device="cpu", workers=2)
+    assert summary.counts == {"done": 4, "skipped": 0, "failed": 1, "total": 5, "pending": 0}
+    assert summary.exit_code == EXIT_CASES_FAILED and summary.failed_cases == ["group_b_c3"]
+    assert 0.0 <= summary.idle_share <= 1.0 and summary.model_seconds > 0
+
+    predictor = Predictor(model_dir, device="cpu")
+    for index in (0, 1, 2, 4):
+        output = load_volume(out / f"{case_id(index)}.nii.gz")
+        source = cases / f"group_{'b' if index % 2 else 'a'}" / f"c{index}.nii.gz"
+        expected = predictor.predict(source)
+        np.testing.assert_array_equal(output.array, expected.array)
+        np.testing.assert_allclose(output.affine, affine(index), atol=1e-5)
+        assert output.array.dtype == np.uint8
+    report = read_report(out / "report.json")
+    rows = {row.case_id: row for row in report["cases"]}
+    assert rows["group_b_c3"].status == "failed"
+    assert "truncated or corrupt" in rows["group_b_c3"].error
+    done = rows["group_a_c0"]
+    assert done.shape == (20, 16, 12) and done.spacing == pytest.approx((1.2, 1.0, 2.5))
+    labels = np.asarray(nib.load(str(out / "group_a_c0.nii.gz")).dataobj)
+    assert done.volumes_ml["organ"] == pytest.approx(labels.sum() * 1.2 * 1.0 * 2.5 / 1000)
+    assert report["finished"] and report["device"].startswith("cpu")
+    mtimes = {path.name: path.stat().st_mtime_ns for path in out.glob("*.nii.gz")}
+
+    again = run_batch(cases, out, model_dir, device="cpu")
+    assert again.counts["skipped"] == 4 and again.counts["failed"] == 1
+    assert again.counts["done"] == 0 and again.exit_code == EXIT_CASES_FAILED
+    rows = {row.case_id: row for row in read_report(out / "report.json")["cases"]}
+    assert rows["group_a_c0"].status == "skipped"
+    assert rows["group_a_c0"].volumes_ml == pytest.approx(done.volumes_ml)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.nii.gz")} == mtimes
+
+    forced = run_batch(cases, out, model_dir, device="cpu", overwrite=True)
+    assert forced.counts["done"] == 4
+    assert all(out.joinpath(name).stat().st_mtime_ns != t for name, t in mtimes.items())
+
+
+def test_an_invalid_existing_output_is_recomputed(tmp_path, model_dir):
+    cases = tmp_path / "cases"
+    write_case(cases / "a.nii.gz", 0)
+    write_case(cases / "b.nii.gz", 1)
+    out = tmp_path / "out"
+    run_batch(cases, out, model_dir, device="cpu")
+    good = np.asarray(nib.load(str(out / "a.nii.gz")).dataobj)
+    truncate(out / "a.nii.gz")  # e.g. a copy gone wrong
+    summary = run_batch(cases, out, model_dir, device="cpu")
+    assert summary.counts["done"] == 1 and summary.counts["skipped"] == 1
+    np.testing.assert_array_equal(np.asarray(nib.load(str(out / "a.nii.gz")).dataobj), good)
+
+
+def test_out_of_memory_fails_only_that_case(tmp_path, model_dir, monkeypatch):
+    cases = make_case_folder(tmp_path / "cases", count=3, corrupt=())
+    original = CaseEngine.infer
+
+    def infer(self, prepared):
+        if prepared.case.case_id == case_id(1):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+        return original(self, prepared)
+
+    monkeypatch.setattr(CaseEngine, "infer", infer)
+    summary = run_batch(cases, tmp_path / "out", model_dir, device="cpu", workers=1)
+    assert summary.counts["done"] == 2 and summary.failed_cases == [case_id(1)]
+    rows = {r.case_id: r for r in read_report(tmp_path / "out" / "report.json")["cases"]}
+    assert "out of memory" in rows[case_id(1)].error.lower()
+
+
+def test_dicom_wrong_modality_fails_and_no_patient_identifier_reaches_the_report(
+    tmp_path, model_dir
+):
+    cases = tmp_path / "cases"
+    for name, modality in (("ct_study", "CT"), ("mr_study", "MR")):
+        write_dicom_series(
+            Volume(image(0, (20, 16, 6)), affine(0)),
+            cases / name,
+            modality=modality,
+            patient_name="Doe^Jane",
+            patient_id="PID-12345",
+        )
+    out = tmp_path / "out"
+    summary = run_batch(cases, out, model_dir, device="cpu")
+    rows = {r.case_id: r for r in read_report(out / "report.json")["cases"]}
+    assert rows["ct_study"].status == "done" and rows["ct_study"].shape == (20, 16, 6)
+    assert rows["mr_study"].status == "failed" and "wrong modality" in rows["mr_study"].error
+    assert summary.exit_code == EXIT_CASES_FAILED
+    for path in (out / "report.csv", out / "report.json"):
+        text = path.read_text()
+        assert "Doe" not in text and "Jane" not in text and "12345" not in text
+    json.loads((out / "report.json").read_text())
+    assert run_batch(cases, out, model_dir, device="cpu").counts["skipped"] == 1
+    assert set(LABELS) >= set(rows["ct_study"].volumes_ml)
