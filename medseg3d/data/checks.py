@@ -23,7 +23,7 @@ def check_case_content(
     channels = []
     for path in case.images:
         try:
-            volume = read_volume(path)
+            volume = read_volume(path, check=False)
         except (MedsegError, OSError, ValueError) as error:
             problems.append(f"cannot read {_name(path, root)} ({_reason(error)})")
             continue
@@ -33,7 +33,7 @@ def check_case_content(
     label = None
     if case.label is not None:
         try:
-            label = read_volume(case.label)
+            label = read_volume(case.label, check=False)
         except (MedsegError, OSError, ValueError) as error:
             problems.append(f"cannot read {_name(case.label, root)} ({_reason(error)})")
     if problems:
@@ -46,7 +46,7 @@ def check_case_content(
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             bad = int(np.size(array) - np.isfinite(array).sum())
             problems.append(
-                f"{_name(path, root)} has {bad} NaN/Inf voxels; fix or re-export the image"
+                f"{_name(path, root)} has {bad} NaN/Inf voxels, fix or re-export the image"
             )
         if path != reference_path:
             problems += _grid_mismatch(
@@ -55,7 +55,7 @@ def check_case_content(
     if label is not None:
         if label.has_channels:
             problems.append(
-                f"{_name(case.label, root)} has channels {label.array.shape}; a label map is one integer per voxel"
+                f"{_name(case.label, root)} has channels {label.array.shape} but a label map is one integer per voxel"
             )
             return problems
         problems += _grid_mismatch(
@@ -73,7 +73,7 @@ def _grid_mismatch(volume, reference, name: str, reference_name: str) -> list[st
     difference = _affine_distance(volume.affine, reference.affine, volume.spatial_shape)
     if difference > GEOMETRY_TOLERANCE_MM:
         return [
-            f"{name} and {reference_name} differ in geometry (affines up to {difference:.3g} mm apart); "
+            f"{name} and {reference_name} differ in geometry (affines up to {difference:.3g} mm apart): "
             "resample the label onto the image grid"
         ]
     return []
@@ -93,10 +93,10 @@ def _affine_distance(a: np.ndarray, b: np.ndarray, shape) -> float:
 def _label_value_problems(array: np.ndarray, labels: dict[str, int], name: str) -> list[str]:
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
-            return [f"{name} has NaN/Inf voxels; a label map holds integers"]
+            return [f"{name} has NaN/Inf voxels: a label map holds integers"]
         if not np.array_equal(array, np.round(array)):
             return [
-                f"{name} holds non-integer values; a label map holds integers (save it with nearest-neighbour resampling)"
+                f"{name} holds non-integer values but a label map holds integers (save it with nearest-neighbour resampling)"
             ]
     values = np.unique(array)
     undeclared = sorted(int(v) for v in values if int(v) not in set(labels.values()))

@@ -124,14 +124,14 @@ def load_dataset(folder: str | os.PathLike) -> DatasetSpec:
         layout = "nnunet"
         if "file_ending" not in info:
             problems.append(
-                "dataset.json has neither 'training' (MSD) nor 'file_ending' (nnU-Net v2); add one"
+                "dataset.json has neither 'training' (MSD) nor 'file_ending' (nnU-Net v2): add one"
             )
         cases = _nnunet_cases(root, info, file_ending, len(channel_names), problems)
         test_cases = _folder_cases(root, "imagesTs", "labelsTs", file_ending, len(channel_names))
     ids = [case.case_id for case in cases]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        problems.append(f"duplicate case ids {duplicates}; give every case a unique file name")
+        problems.append(f"duplicate case ids {duplicates} - give every case a unique file name")
     if not cases:
         problems.append("no training cases found")
     return DatasetSpec(
@@ -168,7 +168,7 @@ def validate_dataset(
         problems += [f"{case.case_id}: missing file {_relative(p, spec.root)}" for p in missing]
         if case.label is None:
             problems.append(
-                f"{case.case_id}: no label; add labelsTr/{case.case_id}{spec.file_ending}"
+                f"{case.case_id}: no label - add labelsTr/{case.case_id}{spec.file_ending}"
             )
         if check_content and not missing:
             problems += [
@@ -197,12 +197,12 @@ def _parse_labels(info: dict, problems: list[str]) -> dict[str, int]:
         else:
             problems.append(
                 f"dataset.json: label {key!r}: {value!r} is not a label value "
-                "(region-based labels are not supported); use one integer per label"
+                "(region-based labels are not supported) - use one integer per label"
             )
     values = list(labels.values())
     if len(set(values)) != len(values):
         problems.append(
-            f"dataset.json: label values {sorted(values)} repeat; give every label its own value"
+            f"dataset.json: label values {sorted(values)} repeat - give every label its own value"
         )
     if 0 not in values:
         problems.append("dataset.json: 'labels' must declare the background as 0")
@@ -301,7 +301,7 @@ def _nnunet_cases(
             case_id = label.name[: -len(file_ending)]
             if case_id not in with_images and not label.name.startswith("."):
                 problems.append(
-                    f"{case_id}: label {_relative(label, root)} has no image; add imagesTr/{case_id}_0000{file_ending}"
+                    f"{case_id}: label {_relative(label, root)} has no image - add imagesTr/{case_id}_0000{file_ending}"
                 )
     expected = info.get("numTraining")
     if isinstance(expected, int) and expected != len(cases):

@@ -30,10 +30,14 @@ def normalize_channel(array: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
         out = np.zeros_like(data)
         if mask.any():
             values = data[mask]
-            out[mask] = (values - values.mean()) / max(float(values.std()), 1e-8)
+            out[mask] = (values - values.mean(dtype=np.float64)) / max(
+                float(values.std(dtype=np.float64)), 1e-8
+            )
         return out
     if scheme == "zscore":
-        return (data - data.mean()) / np.float32(max(float(data.std()), 1e-8))
+        return (data - np.float32(data.mean(dtype=np.float64))) / np.float32(
+            max(float(data.std(dtype=np.float64)), 1e-8)
+        )
     if scheme == "rescale":
         low, high = float(data.min()), float(data.max())
         return (data - low) / np.float32(max(high - low, 1e-8))

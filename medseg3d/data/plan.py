@@ -223,3 +223,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def plan_dataset(spec, *, progress: bool = False, **options: Any) -> Plan:
+    """Fingerprint a :class:`~medseg3d.data.dataset.DatasetSpec` and plan it (``options`` go
+    to :func:`make_plan`: ``depth``, ``max_patch_voxels``, ``target_spacing``…)."""
+    from medseg3d.data.fingerprint import compute_fingerprint
+
+    return make_plan(compute_fingerprint(spec, progress=progress), **options)
