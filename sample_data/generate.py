@@ -31,7 +31,9 @@ def generate(output: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=HERE, help="folder to write into (default: %(default)s)")
+    parser.add_argument(
+        "--output", type=Path, default=HERE, help="folder to write into (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     generate(args.output)
     print(f"sample data written to {args.output}")

@@ -23,7 +23,6 @@ from medseg3d.data.cache import (
 from medseg3d.data.dataset import Case, DatasetSpec, load_dataset, validate_dataset
 from medseg3d.data.fingerprint import Fingerprint, compute_fingerprint
 from medseg3d.data.normalization import normalize_channel
-from medseg3d.data.patch_dataset import PatchDataset
 from medseg3d.data.plan import Plan, fit_patch_size, make_plan, plan_dataset
 from medseg3d.data.preprocess import (
     PreprocessedCase,
@@ -79,3 +78,13 @@ __all__ = [
     "write_sample_dataset",
     "write_sample_dicom",
 ]
+
+
+def __getattr__(name: str):
+    # PatchDataset needs torch; import it only when asked for, so that reading, planning and
+    # generating data stay light.
+    if name == "PatchDataset":
+        from medseg3d.data.patch_dataset import PatchDataset
+
+        return PatchDataset
+    raise AttributeError(f"module 'medseg3d.data' has no attribute {name!r}")
