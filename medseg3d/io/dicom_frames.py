@@ -94,10 +94,12 @@ def _decode_with_sitk(path: Path, first_error: Exception, dataset) -> np.ndarray
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", syntax) or "unknown transfer syntax"
         reason = str(first_error).strip().splitlines()[0]
+        if getattr(syntax, "is_compressed", False):
+            fix = "if the file is intact, install pylibjpeg with its libjpeg/openjpeg plugins"
+        else:
+            fix = "the file is truncated or corrupt; copy it again from the source"
         raise UnreadableFileError(
-            f"cannot decode DICOM pixel data ({name}): {reason}. If the file is intact, "
-            "install pylibjpeg with its libjpeg/openjpeg plugins to decode it",
-            path=path,
+            f"cannot decode DICOM pixel data ({name}): {reason}; {fix}", path=path
         ) from first_error
     logger.debug("%s: pixels decoded with SimpleITK/GDCM (pydicom: %s)", path, first_error)
     array = sitk.GetArrayFromImage(image)  # (frames, rows, columns[, samples])

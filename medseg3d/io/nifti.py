@@ -88,6 +88,8 @@ def _describe(error: BaseException) -> str:
         return f"truncated or corrupt NIfTI file ({text}); re-export or re-download it"
     if isinstance(error, gzip.BadGzipFile) or "gzip" in text.lower():
         return f"not a gzip-compressed NIfTI file ({text})"
+    if "file type" in text.lower():
+        return "not a NIfTI file (no valid NIfTI header); check the file or its extension"
     return f"cannot read as NIfTI ({text})"
 
 
