@@ -1,0 +1,134 @@
+"""Inside MONAI: LoadImaged/EnsureChannelFirstd on a real NIfTI file, determinism, metadata."""
+
+from __future__ import annotations
+
+import pickle
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import DataLoader, Dataset, MetaTensor
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+from monai.utils import set_determinism
+
+from medseg3d.transforms import (
+    RandElasticDeformd,
+    RandGammad,
+    RandGaussianNoised,
+    ZScoreNonzerod,
+    build_training_transforms,
+    initial_patch_size,
+)
+
+AFFINE = np.array([[-1.5, 0, 0, 20.0], [0, 1.2, 0, -30.0], [0, 0, 2.0, 5.0], [0, 0, 0, 1]])
+
+
+@pytest.fixture
+def nifti_case(tmp_path):
+    grids = np.meshgrid(*[np.arange(n) for n in (28, 26, 20)], indexing="ij")
+    distance = np.sqrt((grids[0] - 12) ** 2 + (grids[1] - 14) ** 2 + ((grids[2] - 9) * 1.3) ** 2)
+    image = (np.exp(-(distance**2) / 40) * 800 + 100).astype(np.float32)
+    label = ((distance < 5).astype(np.uint8) + (distance < 2.5)).astype(np.uint8)
+    paths = {"image": tmp_path / "case.nii.gz", "label": tmp_path / "case_seg.nii.gz"}
+    nib.save(nib.Nifti1Image(image, AFFINE), paths["image"])
+    nib.save(nib.Nifti1Image(label, AFFINE), paths["label"])
+    return {key: str(path) for key, path in paths.items()}
+
+
+def loading(*steps):
+    keys = ["image", "label"]
+    return Compose([LoadImaged(keys), EnsureChannelFirstd(keys), *steps])
+
+
+def centroid_world(x) -> np.ndarray:
+    array = x.as_tensor()[0].double()
+    grids = torch.meshgrid(
+        *[torch.arange(n, dtype=torch.float64) for n in array.shape], indexing="ij"
+    )
+    index = [float((g * array).sum() / array.sum()) for g in grids]
+    return (np.asarray(x.affine) @ np.array([*index, 1.0]))[:3]
+
+
+def test_elastic_inside_compose_on_a_real_nifti(nifti_case):
+    pipeline = loading(
+        ZScoreNonzerod(["image"]),
+        RandElasticDeformd(
+            ["image", "label"],
+            spatial_size=(24, 24, 16),
+            rotate_range=0.3,
+            scale_range=(0.9, 1.1),
+            max_displacement=2.0,
+        ),
+        RandGaussianNoised(["image"], prob=1.0),
+        RandGammad(["image"], prob=1.0),
+    )
+    pipeline.set_random_state(1)
+    out = pipeline(nifti_case)
+    image, label = out["image"], out["label"]
+    assert isinstance(image, MetaTensor) and isinstance(label, MetaTensor)
+    assert image.shape == (1, 24, 24, 16) and label.shape == (1, 24, 24, 16)
+    assert image.dtype == torch.float32
+    assert set(torch.unique(label).tolist()) <= {0, 1, 2} and (label == 2).any()
+    assert image.meta["filename_or_obj"].endswith("case.nii.gz")
+    pipeline.set_random_state(1)
+    again = pipeline(nifti_case)
+    assert torch.equal(again["image"], image) and torch.equal(again["label"], label)
+
+
+def test_affine_follows_the_transform_so_anatomy_stays_put_in_the_world(nifti_case):
+    loaded = loading()(nifti_case)
+    transform = RandElasticDeformd(
+        ["image", "label"],
+        elastic_prob=0.0,
+        rotate_range=0.4,
+        scale_range=(0.8, 1.2),
+        translate_range=3.0,
+        spacing="meta",
+    )
+    transform.set_random_state(4)
+    out = transform(loaded)
+    assert not torch.allclose(out["image"].affine, loaded["image"].affine)
+    np.testing.assert_allclose(
+        centroid_world(out["label"].float()), centroid_world(loaded["label"].float()), atol=0.6
+    )
+
+
+def test_set_determinism_makes_the_training_pipeline_reproducible(nifti_case):
+    outputs = []
+    for _ in range(2):
+        set_determinism(seed=3)
+        pipeline = loading(
+            build_training_transforms(3, (16, 16, 16), elastic_prob=1.0, rotate_prob=1.0)
+        )
+        outputs.append(pipeline(nifti_case))
+    set_determinism(seed=None)
+    assert torch.equal(outputs[0]["image"], outputs[1]["image"])
+    assert torch.equal(outputs[0]["label"], outputs[1]["label"])
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_training_pipeline_shapes_types_and_labels(dims, rng):
+    spatial = (40, 36, 30)[:dims]
+    patch = (24, 20, 16)[:dims]
+    image = rng.normal(0, 1, (2, *spatial)).astype(np.float32)
+    label = np.zeros((1, *spatial), dtype=np.int64)
+    label[(0, *[slice(5, 12)] * dims)] = 1
+    label[(0, *[slice(20, 24)] * dims)] = 3
+    pipeline = build_training_transforms(
+        dims, patch, elastic_prob=1.0, rotate_prob=1.0, scale_prob=1.0, seed=0
+    )
+    pickle.loads(pickle.dumps(pipeline))  # DataLoader workers need picklable transforms
+    dataset = Dataset([{"image": image, "label": label}] * 4, pipeline)
+    batch = next(iter(DataLoader(dataset, batch_size=4, num_workers=0)))
+    assert batch["image"].shape == (4, 2, *patch) and batch["image"].dtype == torch.float32
+    assert batch["label"].shape == (4, 1, *patch) and batch["label"].dtype == torch.int64
+    assert set(torch.unique(batch["label"]).tolist()) <= {0, 1, 3}
+    assert torch.isfinite(batch["image"]).all()
+
+
+def test_initial_patch_size_covers_rotation_and_zoom():
+    assert initial_patch_size((64, 64, 64)) == (64, 64, 64)
+    larger = initial_patch_size((64, 64, 64), np.pi / 6, (0.7, 1.4))
+    assert all(n >= 64 / 0.7 for n in larger)
+    assert initial_patch_size((40, 20), np.pi, None) == (40, 40)
