@@ -125,13 +125,50 @@ def resample_labels(
             prefilter=False,
         )
         return out.astype(labels.dtype, copy=False)
-    classes = np.unique(labels)
-    best = np.full(tuple(target_shape), -1.0, dtype=np.float32)
-    out = np.zeros(tuple(target_shape), dtype=labels.dtype)
-    for value in classes:
-        mask = (labels == value)[None].astype(np.float32)
-        score = resample_channels(mask, source_affine, target_shape, target_affine, "linear")[0]
+    return _resample_onehot(labels, source_affine, tuple(target_shape), target_affine)
+
+
+def _resample_onehot(labels, source_affine, target_shape, target_affine) -> np.ndarray:
+    """Linear interpolation of each foreground class's indicator, then the arg-max (the
+    background's score is 1 minus the others': linear weights sum to one). Only the box around
+    the foreground is resampled; everything else is background."""
+    dims = labels.ndim
+    out = np.zeros(target_shape, dtype=labels.dtype)
+    foreground = np.nonzero(labels)
+    if not foreground[0].size:
+        return out
+    index_map = np.linalg.solve(source_affine, target_affine)  # target index -> source index
+    scale, offset = np.diag(index_map[:dims, :dims]), index_map[:dims, 3]
+    low = np.array([a.min() for a in foreground]) - 1.0
+    high = np.array([a.max() for a in foreground]) + 1.0
+    ends = np.stack([(low - offset) / scale, (high - offset) / scale])
+    t_low = np.clip(np.floor(ends.min(0)), 0, np.array(target_shape) - 1).astype(int)
+    t_high = np.clip(np.ceil(ends.max(0)), 0, np.array(target_shape) - 1).astype(int)
+    corners = np.stack([scale * t_low + offset, scale * t_high + offset])
+    s_low = np.clip(np.floor(corners.min(0)) - 1, 0, np.array(labels.shape) - 1).astype(int)
+    s_high = np.clip(np.ceil(corners.max(0)) + 1, 0, np.array(labels.shape) - 1).astype(int)
+    crop = labels[tuple(slice(a, b + 1) for a, b in zip(s_low, s_high))]
+    box_shape = tuple(int(n) for n in t_high - t_low + 1)
+    box_offset = scale * t_low + offset - s_low
+    best = np.zeros(box_shape, dtype=np.float32)
+    total = np.zeros(box_shape, dtype=np.float32)
+    box = np.zeros(box_shape, dtype=labels.dtype)
+    for value in np.unique(crop):
+        if value == 0:
+            continue
+        score = ndimage.affine_transform(
+            (crop == value).astype(np.float32),
+            scale,
+            offset=box_offset,
+            output_shape=box_shape,
+            order=1,
+            mode="nearest",
+            prefilter=False,
+        )
+        total += score
         better = score > best
-        out[better] = value
+        box[better] = value
         best[better] = score[better]
+    box[best <= 1.0 - total] = 0  # the background wins
+    out[tuple(slice(a, b + 1) for a, b in zip(t_low, t_high))] = box
     return out
