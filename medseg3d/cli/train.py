@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg3d.training.config import build_config
+    from medseg3d.training.config import build_config, load_config_file
     from medseg3d.training.run import train
 
     patch = args.patch_size
@@ -44,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
         "training.seed": args.seed,
         "data.num_workers": args.workers,
     }
-    config = build_config(args.config, args.set, values)
+    base = None
+    saved = args.out / "config.yaml"
+    if args.resume and saved.is_file():
+        base = load_config_file(saved)  # a resumed run starts from its own config
+    config = build_config(args.config, args.set, values, base=base)
     result = train(args.data, args.out, config, resume=args.resume, progress=not args.no_progress)
     print(f"model folder: {result.model_dir}")
     if result.best_score is not None:

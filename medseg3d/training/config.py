@@ -198,9 +198,12 @@ def build_config(
     files: Sequence[str | os.PathLike] = (),
     overrides: Iterable[str] = (),
     values: dict[str, Any] | None = None,
+    *,
+    base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Defaults, then YAML files in order, then ``values`` (``{"model.name": ...}``), then ``--set``."""
-    config = default_config()
+    """Defaults (or ``base``, e.g. a saved run's config), then YAML files in order, then
+    ``values`` (``{"model.name": ...}``, None meaning "not given"), then ``--set`` overrides."""
+    config = merge(default_config(), base, source="saved config") if base else default_config()
     for path in files:
         config = merge(config, load_config_file(path), source=str(path))
     for key, value in (values or {}).items():

@@ -210,7 +210,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            if self._tensorboard is not None:
+            if self._tensorboard:
                 self._tensorboard.close()
         return self.state
 

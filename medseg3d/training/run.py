@@ -1,0 +1,299 @@
+"""``train()``: from a dataset folder to a self-contained model folder.
+
+The steps, each a call into the package below: validate the dataset (every problem at once),
+plan preprocessing from its fingerprint, cache the preprocessed arrays, split folds, build the
+model, loss, optimizer and schedule from the config registries, run the :class:`Trainer`, and
+export ``RUN_DIR/model`` (weights, resolved config, plan, labels, training log) for
+``medseg3d predict``.
+
+Run folder::
+
+    RUN_DIR/config.yaml        the resolved config (read back by --resume)
+    RUN_DIR/plan.yaml          the preprocessing plan
+    RUN_DIR/splits.json        the fold's training and validation cases
+    RUN_DIR/cache/             preprocessed arrays (unless data.cache_dir says elsewhere)
+    RUN_DIR/checkpoints/       last.pt and best.pt
+    RUN_DIR/metrics.csv        loss, learning rate and validation Dice over iterations
+    RUN_DIR/model/             the model folder
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from medseg3d.data import (
+    PatchDataset,
+    Plan,
+    build_cache,
+    load_dataset,
+    plan_dataset,
+    train_val_split,
+    validate_dataset,
+)
+from medseg3d.errors import ConfigError, MedsegError, OutputError
+from medseg3d.inference.device import describe_device, select_device
+from medseg3d.inference.model_folder import save_model_folder
+from medseg3d.io.atomic import atomic_write_text
+from medseg3d.losses import DeepSupervisionLoss, build_loss
+from medseg3d.nn import build_model
+from medseg3d.training.checkpoint import load_checkpoint
+from medseg3d.training.config import save_config, validate_config
+from medseg3d.training.distributed import DistInfo, barrier, init_distributed, shutdown
+from medseg3d.training.optim import build_optimizer, build_scheduler
+from medseg3d.training.sampling import AugmentedSamples, make_batches
+from medseg3d.training.trainer import Trainer
+from medseg3d.training.validation import make_validator
+from medseg3d.transforms import build_training_transforms, initial_patch_size
+
+logger = logging.getLogger(__name__)
+
+#: Keys that may change when a run is resumed (everything else must match the saved config).
+RESUMABLE_CHANGES = ("training.iterations", "training.device", "data.num_workers")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_dir: Path
+    iterations: int
+    best_score: float | None
+    best_iteration: int | None
+
+
+def model_spec(config: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """``build_model`` arguments for ``config`` on data planned by ``plan``."""
+    section = config["model"]
+    options = {
+        "features": section["features"],
+        "depth": section["depth"],
+        "norm": section["norm"],
+        "act": section["act"],
+        "dropout": section["dropout"],
+        "upsample": section["upsample"],
+        "deep_supervision": section["deep_supervision"],
+        **section["options"],
+    }
+    return {
+        "name": section["name"],
+        "spatial_dims": plan.spatial_dims,
+        "in_channels": plan.num_channels,
+        "out_channels": plan.num_classes,
+        "options": options,
+    }
+
+
+def resolve_patch_size(config: dict[str, Any], plan: Plan, divisor: int) -> list[int]:
+    patch = config["data"]["patch_size"]
+    if patch is None:
+        patch = list(plan.patch_size)
+    elif isinstance(patch, int):
+        patch = [patch] * plan.spatial_dims
+    if len(patch) != plan.spatial_dims:
+        raise ConfigError(f"data.patch_size={patch} needs {plan.spatial_dims} entries for this dataset")
+    bad = [p for p in patch if p % divisor]
+    if bad:
+        raise ConfigError(
+            f"data.patch_size={patch} must be a multiple of {divisor} (2**model.depth) on every axis"
+        )
+    return [int(p) for p in patch]
+
+
+def train(
+    data_dir: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    config: dict[str, Any],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train on the dataset in ``data_dir``; everything is written under ``run_dir``."""
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    config = _resolve_run_config(run_dir, config, resume)
+    device = select_device(config["training"]["device"])
+    dist_info = init_distributed(device)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        return _train(data_dir, run_dir, config, device, dist_info, resume=resume, progress=progress)
+    finally:
+        shutdown(dist_info)
+
+
+def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, progress) -> TrainResult:
+    data, training = config["data"], config["training"]
+    if dist_info.is_main:
+        logger.info("training on %s", describe_device(device))
+    spec = validate_dataset(load_dataset(data_dir))
+    plan = _plan(spec, run_dir, config, resume, dist_info)
+    spec_args = model_spec(config, plan)
+    torch.manual_seed(training["seed"])
+    model = build_model(spec_args["name"], spec_args["spatial_dims"], spec_args["in_channels"],
+                        spec_args["out_channels"], **spec_args["options"])
+    patch_size = resolve_patch_size(config, plan, model.size_divisor)
+
+    cache_dir = Path(data["cache_dir"]) if data["cache_dir"] else run_dir / "cache"
+    if dist_info.is_main:
+        build_cache(spec, plan, cache_dir, progress=progress)
+    barrier(dist_info)
+    if data["num_folds"] > 1:
+        train_ids, val_ids = train_val_split(spec.case_ids, data["fold"], data["num_folds"])
+    else:
+        train_ids, val_ids = train_val_split(spec.case_ids, "all")
+    if dist_info.is_main:
+        atomic_write_text(run_dir / "splits.json", json.dumps({"train": train_ids, "val": val_ids}, indent=1))
+    if config["validation"]["max_cases"]:
+        val_ids = val_ids[: config["validation"]["max_cases"]]
+
+    augment = None
+    crop_size = patch_size
+    if config["augmentation"]["enabled"]:
+        options = dict(config["augmentation"]["options"])
+        augment = build_training_transforms(plan.spatial_dims, patch_size, sample_patch=False, **options)
+        crop_size = list(initial_patch_size(
+            patch_size, options.get("rotate_range", _default_rotation(plan.spatial_dims)),
+            options.get("scale_range", (0.7, 1.4)),
+        ))
+    total, batch_size = training["iterations"], data["batch_size"]
+    patches = PatchDataset(
+        cache_dir,
+        crop_size,
+        case_ids=train_ids,
+        samples_per_epoch=total * batch_size * dist_info.world_size,
+        foreground_fraction=data["foreground_oversampling"],
+        seed=training["seed"],
+    )
+    samples = AugmentedSamples(patches, augment, training["seed"])
+    batches = make_batches(
+        samples, total=total, batch_size=batch_size, num_workers=data["num_workers"],
+        rank=dist_info.rank, world_size=dist_info.world_size, pin_memory=device.type == "cuda",
+    )
+
+    model = model.to(device)
+    loss = build_loss(config["loss"]["name"], **config["loss"]["options"])
+    if spec_args["options"]["deep_supervision"]:
+        loss = DeepSupervisionLoss(loss)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config)
+    network = model
+    if dist_info.enabled:
+        network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    validator = None
+    if val_ids:
+        validator = make_validator(
+            cache_dir, val_ids, patch_size=patch_size, labels=plan.labels, device=device,
+            overlap=config["validation"]["overlap"], batch_size=batch_size,
+        )
+    extras = _extras(config, model, plan, device)
+    trainer = Trainer(
+        model=network, loss=loss, optimizer=optimizer, scheduler=scheduler, batches=batches,
+        validator=validator, config=config, run_dir=run_dir, device=device, dist_info=dist_info,
+        progress=progress, **extras,
+    )
+    if resume:
+        trainer.resume()
+    state = trainer.fit()
+
+    model_dir = run_dir / "model"
+    if dist_info.is_main:
+        _export(model_dir, trainer, model, spec_args, plan, patch_size, config, run_dir)
+    barrier(dist_info)
+    best = state.best_iteration >= 0
+    return TrainResult(
+        run_dir=run_dir,
+        model_dir=model_dir,
+        iterations=state.iteration,
+        best_score=state.best_score if best else None,
+        best_iteration=state.best_iteration if best else None,
+    )
+
+
+def _extras(config, model, plan, device) -> dict[str, Any]:
+    """Optional additions to the training step (the adversarial term)."""
+    if not config["adversarial"]["enabled"]:
+        return {}
+    from medseg3d.training.adversarial import AdversarialTerm
+
+    term = AdversarialTerm(config, model, plan, device)
+    return {"extra_step": term.step, "extra_state": term.state_dict, "load_extra_state": term.load_state_dict}
+
+
+def _default_rotation(spatial_dims: int) -> float:
+    from medseg3d.transforms.pipeline import default_rotation
+
+    return default_rotation(spatial_dims)
+
+
+def _plan(spec, run_dir: Path, config, resume: bool, dist_info: DistInfo) -> Plan:
+    path = run_dir / "plan.yaml"
+    if resume and path.is_file():
+        return Plan.from_dict(yaml.safe_load(path.read_text()))
+    options: dict[str, Any] = {"depth": config["model"]["depth"]}
+    if config["data"]["target_spacing"] is not None:
+        options["target_spacing"] = config["data"]["target_spacing"]
+    plan = plan_dataset(spec, **options)
+    if dist_info.is_main:
+        atomic_write_text(path, yaml.safe_dump(plan.to_dict(), sort_keys=False))
+    return plan
+
+
+def _resolve_run_config(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[str, Any]:
+    saved_path = run_dir / "config.yaml"
+    if resume:
+        if not saved_path.is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise MedsegError(
+                "nothing to resume: no config.yaml and checkpoints/last.pt here; train without --resume",
+                path=run_dir,
+            )
+        saved = yaml.safe_load(saved_path.read_text())
+        changed = sorted(
+            f"{section}.{key}"
+            for section, values in config.items()
+            for key, value in values.items()
+            if saved.get(section, {}).get(key) != value and f"{section}.{key}" not in RESUMABLE_CHANGES
+        )
+        if changed:
+            raise ConfigError(
+                "--resume continues the saved run, but these keys differ from its config.yaml: "
+                + ", ".join(changed)
+                + f" (only {', '.join(RESUMABLE_CHANGES)} may change)"
+            )
+        validate_config(config)
+        save_config(config, saved_path)
+        return config
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        raise OutputError(
+            "this run folder already holds a training run; use --resume to continue it or choose another --out",
+            path=run_dir,
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, saved_path)
+    return config
+
+
+def _export(model_dir: Path, trainer: Trainer, model, spec_args, plan: Plan, patch_size, config, run_dir: Path):
+    best_path = run_dir / "checkpoints" / "best.pt"
+    if config["training"]["export"] == "best" and best_path.is_file():
+        model.load_state_dict(load_checkpoint(best_path, map_location="cpu")["model"])
+    extra = {"training_log.csv": run_dir / "metrics.csv"} if (run_dir / "metrics.csv").is_file() else None
+    save_model_folder(
+        model_dir,
+        model=model.cpu().eval(),
+        model_spec=spec_args,
+        labels=plan.labels,
+        plan=plan.to_dict(),
+        inference={"patch_size": list(patch_size), "overlap": 0.5},
+        config=config,
+        extra_files=extra,
+    )
+    logger.info("model folder written: %s", model_dir)
