@@ -16,12 +16,7 @@ from medseg3d.transforms.elastic import (
     FOLD_FREE_LIMIT,
     SpatialAugment,
     SpatialParams,
-    apply_spatial,
-    displacement_field,
-    jacobian_determinant,
     rotation_matrix,
-    sampling_grid,
-    voxel_map,
 )
 from medseg3d.transforms.intensity import (
     BiasField,
@@ -51,6 +46,13 @@ from medseg3d.transforms.patch import (
 )
 from medseg3d.transforms.pipeline import build_training_transforms, initial_patch_size
 from medseg3d.transforms.spatial import Flip, Rot90, center_start, crop_or_pad
+from medseg3d.transforms.warp import (
+    apply_spatial,
+    displacement_field,
+    jacobian_determinant,
+    sampling_grid,
+    voxel_map,
+)
 from medseg3d.transforms.wrappers import (
     RandBiasField,
     RandBiasFieldd,

@@ -24,8 +24,9 @@ from monai.transforms import MapTransform, RandomizableTransform, Transform
 
 from medseg3d.errors import ConfigError
 from medseg3d.transforms.convert import like_input, to_tensor
-from medseg3d.transforms.elastic import SpatialAugment, SpatialParams, apply_spatial, voxel_map
+from medseg3d.transforms.elastic import SpatialAugment, SpatialParams
 from medseg3d.transforms.spatial import center_start, crop_map, crop_or_pad
+from medseg3d.transforms.warp import apply_spatial, voxel_map
 
 LABEL_HINTS = ("label", "seg", "mask")
 
