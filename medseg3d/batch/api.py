@@ -20,7 +20,7 @@ from typing import Any
 from medseg3d.batch.cases import BatchCase, check_cases, discover_cases, select_shard
 from medseg3d.batch.manifest import is_manifest, read_manifest
 from medseg3d.batch.report import BatchReport, CaseResult
-from medseg3d.batch.runner import BatchSummary, run_local
+from medseg3d.batch.runner import WORKER_TYPES, BatchSummary, run_local
 from medseg3d.errors import ConfigError, FileNotFoundMedsegError, OutputError
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def run_batch(
     shard: tuple[int, int] | None = None,
     address: str | None = None,
     progress: bool = False,
+    worker_type: str = "thread",
     options: Mapping[str, Any] | None = None,
     on_start: Callable[[list[BatchCase], dict[str, Any]], None] | None = None,
     on_result: Callable[[CaseResult], None] | None = None,
@@ -96,7 +97,8 @@ def run_batch(
     ``model_dir``; writes ``out_dir/report.csv`` and ``report.json`` as cases finish.
 
     Args:
-        backend: ``"local"`` (this machine; ``workers`` reader threads, default 2) or ``"ray"``
+        backend: ``"local"`` (this machine; ``workers`` readers, default 2, threads or with
+            ``worker_type="process"`` processes that isolate crashes of native readers) or ``"ray"``
             (``address`` of a cluster, or a local instance; ``workers`` actors, default one per
             GPU or per CPU).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:<i>`` (local backend; Ray actors use the
@@ -159,6 +161,8 @@ def run_batch(
         )
     from medseg3d.batch.engine import CaseEngine
 
+    if worker_type not in WORKER_TYPES:
+        raise ConfigError(f"--worker-type {worker_type!r} is not one of {', '.join(WORKER_TYPES)}")
     engine = CaseEngine(model_dir, device=device, **options)
     report.info.update(settings=engine.settings(), device=engine.device_description)
     if on_start is not None:
@@ -171,6 +175,7 @@ def run_batch(
         workers=2 if workers is None else workers,
         overwrite=overwrite,
         progress=progress,
+        worker_type=worker_type,
         on_result=on_result,
     )
 

@@ -3,8 +3,9 @@
 :class:`CaseEngine` wraps a :class:`~medseg3d.inference.predictor.Predictor` (the model is loaded
 once) and splits its ``predict`` into the stages a pipeline needs:
 
-1. :meth:`CaseEngine.prepare` (worker thread): read the scan, check its channels and modality,
-   preprocess it exactly as the model's plan says -> :class:`PreparedCase`. No model involved.
+1. :meth:`Preparer.prepare` (worker thread or process): read the scan, check its channels and
+   modality, preprocess it exactly as the model's plan says -> :class:`PreparedCase`. No model
+   is involved, and the :class:`Preparer` is plain data, so it can be sent to worker processes.
 2. :meth:`CaseEngine.infer` (the thread that owns the model): sliding-window inference in
    label-only mode -> label indices ``(*spatial)`` on the preprocessed grid. On an out-of-memory
    error on the accelerator it retries once with the stitching on the CPU (as nnU-Net does).
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from medseg3d.batch.cases import BatchCase
-from medseg3d.errors import InputFileError
+from medseg3d.errors import InputFileError, ShapeError
 from medseg3d.io.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,70 @@ class FinishedCase:
     seconds: dict[str, float]
 
 
+@dataclass(frozen=True)
+class Preparer:
+    """Stage 1 without the model: plain data (picklable), so it runs in threads or processes.
+
+    ``plan``: the model folder's plan (``Plan.to_dict()``); ``in_channels``/``spatial_dims``: the
+    network's; ``labels``: ``{name: value}`` (to measure existing outputs when skipping).
+    """
+
+    plan: dict[str, Any]
+    in_channels: int
+    spatial_dims: int
+    labels: dict[str, int]
+
+    def prepare(self, case: BatchCase) -> PreparedCase:
+        """Read the scan (one file per channel, a multi-channel file, or a DICOM series), check
+        channels, dimensions and modality, and preprocess it exactly as the plan says."""
+        from medseg3d.data.plan import Plan
+        from medseg3d.data.preprocess import preprocess
+
+        clock = time.perf_counter()
+        plan = Plan.from_dict(dict(self.plan))
+        channels = read_channels(case, self.in_channels, self.spatial_dims, plan.channel_names)
+        read = time.perf_counter() - clock
+        reference = channels[0]
+        processed = preprocess(channels, plan)
+        meta = {k: v for k, v in reference.meta.items() if k not in ("modality", "is_label")}
+        return PreparedCase(
+            case=case,
+            image=processed.image,
+            restore=processed.restore,
+            affine=reference.affine.copy(),
+            shape=tuple(reference.spatial_shape),
+            meta=_plain_meta(meta),
+            seconds={"read": read, "preprocess": time.perf_counter() - clock - read},
+        )
+
+
+def read_channels(
+    case: BatchCase, in_channels: int, spatial_dims: int, channel_names: Sequence[str]
+) -> list[Volume]:
+    """The case's input as one single-channel Volume per model channel (same checks as
+    ``Predictor``: channel count, dimensions, and the modality of DICOM inputs)."""
+    from medseg3d.io import load_volume
+
+    volumes: list[Volume] = []
+    for path in case.inputs:
+        volume = load_volume(path, series=case.series)
+        if volume.has_channels:
+            volumes += [volume.with_array(volume.array[..., c]) for c in range(volume.num_channels)]
+        else:
+            volumes.append(volume)
+    if len(volumes) != in_channels:
+        raise ShapeError(
+            f"case {case.case_id}: the model takes {in_channels} input channel(s) "
+            f"({', '.join(channel_names)}) but the input has {len(volumes)}; give one file per "
+            "channel or a multi-channel file"
+        )
+    dims = volumes[0].spatial_dims
+    if dims != spatial_dims and not (spatial_dims == 2 and dims == 3):
+        raise ShapeError(f"case {case.case_id}: the model is {spatial_dims}D, the input is {dims}D")
+    check_modality(volumes, channel_names, case)
+    return volumes
+
+
 class CaseEngine:
     """The model loaded once (``Predictor`` options: ``overlap``, ``batch_size``, ``tta``,
     ``patch_size``, ``largest_component``, ``fill_holes``) and the three stages around it."""
@@ -97,33 +162,22 @@ class CaseEngine:
         self.labels: dict[str, int] = dict(self.predictor.labels)
         self.device = self.predictor.device
         self.device_description = self.predictor.device_description
+        loaded = self.predictor.loaded
+        self.preparer = Preparer(
+            plan=dict(loaded.plan),
+            in_channels=loaded.in_channels,
+            spatial_dims=loaded.spatial_dims,
+            labels=dict(self.labels),
+        )
 
     @property
     def label_names(self) -> list[str]:
         """Foreground label names, in label-value order (the report's volume columns)."""
         return [name for name, value in sorted(self.labels.items(), key=lambda i: i[1]) if value]
 
-    # --- stage 1: read + preprocess (any thread) ---------------------------------------------
     def prepare(self, case: BatchCase) -> PreparedCase:
-        from medseg3d.data.preprocess import preprocess
-
-        clock = time.perf_counter()
-        # Predictor._read: the same reading and channel checks as `medseg3d predict`.
-        channels = self.predictor._read(list(case.inputs), case.series)
-        check_modality(channels, self.predictor.plan.channel_names, case)
-        read = time.perf_counter() - clock
-        reference = channels[0]
-        processed = preprocess(channels, self.predictor.plan)
-        meta = {k: v for k, v in reference.meta.items() if k not in ("modality", "is_label")}
-        return PreparedCase(
-            case=case,
-            image=processed.image,
-            restore=processed.restore,
-            affine=reference.affine.copy(),
-            shape=tuple(reference.spatial_shape),
-            meta=meta,
-            seconds={"read": read, "preprocess": time.perf_counter() - clock - read},
-        )
+        """Stage 1 (any thread): see :meth:`Preparer.prepare`."""
+        return self.preparer.prepare(case)
 
     # --- stage 2: inference (the model's thread) ---------------------------------------------
     def infer(self, prepared: PreparedCase) -> np.ndarray:
@@ -213,6 +267,12 @@ def check_modality(channels: Sequence[Volume], channel_names: Sequence[str], cas
                 f"({name}); remove the case or give the {expected} series (series_uid)",
                 path=case.inputs[min(index, len(case.inputs) - 1)],
             )
+
+
+def _plain_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """Metadata worth keeping for the output (and cheap to send between processes): no lists of
+    DICOM files or SOP instance UIDs."""
+    return {k: v for k, v in meta.items() if k not in ("dicom_files", "sop_instance_uids")}
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -20,23 +20,39 @@ case whose output exists and is valid.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    BrokenExecutor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medseg3d.batch.cases import BatchCase
 from medseg3d.batch.engine import free_memory, is_out_of_memory
 from medseg3d.batch.report import BatchReport, CaseResult
-from medseg3d.batch.steps import done_result, failed_result, remove_own_temporaries, skip_result
+from medseg3d.batch.steps import (
+    done_result,
+    failed_result,
+    init_worker_process,
+    remove_own_temporaries,
+    skip_or_prepare,
+)
+from medseg3d.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 #: Exit code of a batch in which at least one case failed (0: every case done or skipped).
 EXIT_CASES_FAILED = 3
+WORKER_TYPES = ("thread", "process")
 
 
 @dataclass
@@ -91,6 +107,78 @@ class Progress:
             self.bar.close()
 
 
+class ReaderPool:
+    """Stage 1 in worker threads or processes, with crash isolation for processes.
+
+    When a reader process dies (a segfault in a native reader, the kernel's OOM killer), every
+    case then in flight in that pool gets a second try, each alone in a fresh one-process pool,
+    so only the case that really crashes the reader is failed.
+    """
+
+    def __init__(self, preparer, out_dir: Path, overwrite: bool, workers: int, worker_type: str):
+        if worker_type not in WORKER_TYPES:
+            raise ConfigError(
+                f"--worker-type {worker_type!r} is not one of {', '.join(WORKER_TYPES)}"
+            )
+        self.preparer, self.out_dir, self.overwrite = preparer, out_dir, overwrite
+        self.workers, self.worker_type = workers, worker_type
+        self.pool = self._new_pool(workers)
+        self.quarantine: dict[Future, ProcessPoolExecutor] = {}
+
+    def _new_pool(self, workers: int):
+        if self.worker_type == "thread":
+            return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medseg3d-read")
+        return ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker_process,
+        )
+
+    def submit(self, case: BatchCase, *, retry: bool = False) -> Future:
+        if retry:
+            alone = self._new_pool(1)
+            future = alone.submit(
+                skip_or_prepare, self.preparer, case, self.out_dir, self.overwrite
+            )
+            self.quarantine[future] = alone
+            return future
+        try:
+            return self.pool.submit(
+                skip_or_prepare, self.preparer, case, self.out_dir, self.overwrite
+            )
+        except BrokenExecutor:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool(self.workers)
+            return self.pool.submit(
+                skip_or_prepare, self.preparer, case, self.out_dir, self.overwrite
+            )
+
+    def result(self, future: Future, case: BatchCase):
+        """The stage's result; None when the reader died and the case gets its second try."""
+        alone = self.quarantine.pop(future, None)
+        try:
+            return future.result()
+        except BrokenExecutor as error:
+            if alone is None:
+                logger.warning("case %s: reader process died; retrying it alone", case.case_id)
+                return None
+            crash = RuntimeError(
+                "the reader process died on this case, twice (a crash in a native reader, or "
+                f"killed for memory): {type(error).__name__}"
+            )
+            return failed_result(case, self.out_dir, crash)
+        except Exception as error:  # noqa: BLE001 - e.g. a result that could not be sent back
+            return failed_result(case, self.out_dir, error)
+        finally:
+            if alone is not None:
+                alone.shutdown(wait=False)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for alone in self.quarantine.values():
+            alone.shutdown(wait=True, cancel_futures=True)
+
+
 def prepare_output_folder(cases: Sequence[BatchCase], out_dir: Path, report: BatchReport) -> None:
     """Create the output folders and remove temporaries an interrupted run left for these
     cases' outputs and this report (never those of another shard running beside us)."""
@@ -111,13 +199,15 @@ def run_local(
     writers: int = 1,
     overwrite: bool = False,
     progress: bool = False,
+    worker_type: str = "thread",
     on_result: Callable[[CaseResult], None] | None = None,
 ) -> BatchSummary:
     """Segment ``cases`` with ``engine`` (a :class:`~medseg3d.batch.engine.CaseEngine`) into
     ``out_dir``, recording every case in ``report``.
 
-    ``workers`` threads read and preprocess ahead (and check existing outputs); ``writers``
-    threads restore and write. Returns a :class:`BatchSummary`; ``summary.exit_code`` is
+    ``workers`` threads (``worker_type="thread"``) or processes (``"process"``: a crash of a
+    native reader, e.g. a segfault on a malformed DICOM file, then fails only that case) read
+    and preprocess ahead and check existing outputs; ``writers`` threads restore and write. Returns a :class:`BatchSummary`; ``summary.exit_code`` is
     :data:`EXIT_CASES_FAILED` when any case failed. ``KeyboardInterrupt`` (Ctrl-C, SIGTERM via
     the CLI) stops the batch after the writes in progress, with the report up to date.
     """
@@ -134,17 +224,6 @@ def run_local(
         if on_result is not None:
             on_result(result)
 
-    def load(case: BatchCase):
-        clock = time.perf_counter()
-        try:
-            if not overwrite:
-                skipped = skip_result(case, out_dir, engine.labels)
-                if skipped is not None:
-                    return skipped
-            return engine.prepare(case)
-        except Exception as error:  # noqa: BLE001 - failure isolation
-            return failed_result(case, out_dir, error, time.perf_counter() - clock)
-
     def write(prepared, indices) -> None:
         case = prepared.case
         clock = time.perf_counter()
@@ -156,20 +235,25 @@ def run_local(
             result = failed_result(case, out_dir, error, seconds)
         record(result)
 
-    readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medseg3d-read")
+    readers = ReaderPool(engine.preparer, out_dir, overwrite, workers, worker_type)
     writer_pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="medseg3d-write")
     queue = list(cases)
-    loading: set[Future] = set()
+    loading: dict[Future, BatchCase] = {}
     writing: set[Future] = set()
     try:
         while queue or loading:
             while queue and len(loading) < workers + 1:
-                loading.add(readers.submit(load, queue.pop(0)))
+                case = queue.pop(0)
+                loading[readers.submit(case)] = case
             clock = time.perf_counter()
-            done, loading = wait(loading, return_when=FIRST_COMPLETED)
+            done, _ = wait(set(loading), return_when=FIRST_COMPLETED)
             idle_seconds += time.perf_counter() - clock
             for future in done:
-                item = future.result()
+                case = loading.pop(future)
+                item = readers.result(future, case)
+                if item is None:  # its reader process died: retried once in a fresh pool
+                    loading[readers.submit(case, retry=True)] = case
+                    continue
                 if isinstance(item, CaseResult):
                     record(item)
                     continue
@@ -196,7 +280,7 @@ def run_local(
     finally:
         for future in loading:
             future.cancel()
-        readers.shutdown(wait=True, cancel_futures=True)
+        readers.shutdown()
         writer_pool.shutdown(wait=True)
         bar.close()
         seconds = time.perf_counter() - start

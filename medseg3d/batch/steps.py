@@ -81,6 +81,28 @@ def done_result(case: BatchCase, finished) -> CaseResult:
     )
 
 
+def skip_or_prepare(preparer, case: BatchCase, out_dir: str | os.PathLike, overwrite: bool):
+    """Stage 1 of the pipeline, for a worker thread or process: a ``skipped`` result for a valid
+    existing output, a ``failed`` result for a case that cannot be read, or the
+    :class:`~medseg3d.batch.engine.PreparedCase`. Never raises for the case's own problems."""
+    clock = time.perf_counter()
+    try:
+        if not overwrite:
+            skipped = skip_result(case, out_dir, preparer.labels)
+            if skipped is not None:
+                return skipped
+        return preparer.prepare(case)
+    except Exception as error:  # noqa: BLE001 - failure isolation: any error fails this case only
+        return failed_result(case, out_dir, error, time.perf_counter() - clock)
+
+
+def init_worker_process(threads: int = 1) -> None:
+    """Initializer of reader processes: few torch threads, so readers leave the CPU to the model."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
 def process_case(
     engine,
     case: BatchCase,

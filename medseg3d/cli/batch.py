@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="local: threads reading/preprocessing ahead of the model (default 2); "
         "ray: number of model replicas (default one per GPU, else one per CPU)",
     )
+    parser.add_argument(
+        "--worker-type",
+        choices=("thread", "process"),
+        default="thread",
+        help="local: readers as threads (default) or processes (a crash of a native reader on a "
+        "malformed file then fails only that case)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index>")
     parser.add_argument(
         "--overwrite", action="store_true", help="recompute cases whose output exists"
@@ -128,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             shard=shard,
             address=args.address,
             progress=not args.no_progress,
+            worker_type=args.worker_type,
             options=options,
             on_start=on_start,
         )

@@ -89,3 +89,25 @@ def make_case_folder(
 
 def case_id(index: int) -> str:
     return f"group_{'b' if index % 2 else 'a'}_c{index}"
+
+
+CRASH_CASE = "zz_crash"
+
+
+def crashing_preparer(preparer):
+    """The same preparer, but its process dies (as on a segfault) when it reads case CRASH_CASE."""
+    return CrashingPreparer(
+        preparer.plan, preparer.in_channels, preparer.spatial_dims, preparer.labels
+    )
+
+
+from medseg3d.batch.engine import Preparer  # noqa: E402
+
+
+class CrashingPreparer(Preparer):
+    def prepare(self, case):
+        if case.case_id == CRASH_CASE:
+            import os
+
+            os._exit(11)
+        return super().prepare(case)

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 from batch_helpers import (
+    CRASH_CASE,
     LABELS,
     affine,
     case_id,
+    crashing_preparer,
     image,
     make_case_folder,
     make_model_folder,
@@ -19,7 +21,7 @@ from batch_helpers import (
     write_case,
 )
 
-from medseg3d.batch import EXIT_CASES_FAILED, run_batch
+from medseg3d.batch import EXIT_CASES_FAILED, BatchReport, collect_cases, run_batch, run_local
 from medseg3d.batch.engine import CaseEngine
 from medseg3d.batch.report import read_report
 from medseg3d.inference.predictor import Predictor
@@ -124,3 +126,29 @@ def test_dicom_wrong_modality_fails_and_no_patient_identifier_reaches_the_report
     json.loads((out / "report.json").read_text())
     assert run_batch(cases, out, model_dir, device="cpu").counts["skipped"] == 1
     assert set(LABELS) >= set(rows["ct_study"].volumes_ml)
+
+
+def test_reader_processes_give_the_same_masks_and_a_crashing_reader_fails_one_case(
+    tmp_path, model_dir
+):
+    cases = tmp_path / "cases"
+    for name, seed in (("a", 0), (CRASH_CASE, 1), ("c", 2)):
+        write_case(cases / f"{name}.nii.gz", seed)
+    engine = CaseEngine(model_dir, device="cpu")
+    engine.preparer = crashing_preparer(engine.preparer)
+    collected = collect_cases(cases, channels=1)
+    report = BatchReport(
+        tmp_path / "out", case_ids=[c.case_id for c in collected], labels=["organ"]
+    )
+    summary = run_local(
+        engine, collected, tmp_path / "out", report, workers=1, worker_type="process"
+    )
+    assert summary.counts["done"] == 2 and summary.failed_cases == [CRASH_CASE]
+    rows = {r.case_id: r for r in report.results}
+    assert "reader process died" in rows[CRASH_CASE].error
+    predictor = Predictor(model_dir, device="cpu")
+    for name in ("a", "c"):
+        expected = predictor.predict(cases / f"{name}.nii.gz").array
+        np.testing.assert_array_equal(
+            load_volume(tmp_path / "out" / f"{name}.nii.gz").array, expected
+        )
