@@ -115,8 +115,6 @@ def _name(path: Path, root: Path) -> str:
 
 
 def _reason(error: Exception) -> str:
-    return (
-        getattr(error, "message", None) or str(error).splitlines()[0]
-        if str(error)
-        else type(error).__name__
-    )
+    """The error's own one-line message (without the path prefix of a MedsegError)."""
+    message = getattr(error, "message", None) or str(error)
+    return message.splitlines()[0] if message else type(error).__name__
