@@ -1,0 +1,409 @@
+"""``sliding_window_inference``: devices, batching, mirroring, skipping and progress around the
+numerical core (:mod:`.windows`) and the cell stitcher (:mod:`.stitching`).
+
+Peak memory (bytes) on the stitching ``device``, for ``B`` images of ``N`` voxels, ``C`` classes,
+patch ``P = (P0, ..., Pn)``, first-axis step ``t0`` and ``N / S0`` voxels per plane::
+
+    input (+ a padded copy only if an axis is smaller than the patch)
+    + output        B*C*N*4 (logits), B*C*N*2|4 (probabilities, float16|32), B*N*1 (labels, uint8)
+    + live cells    ~ 4*(C+1) * (P0 - t0 + P0) * N/S0     (a band of planes along the first axis)
+    + window batch  4 * batch_size * (C_in + 2*C) * prod(P)   (+ the network's activations)
+
+MONAI's ``sliding_window_inference`` holds ``4*B*C*N + 4*N`` bytes for output and count map at
+any output mode; in label mode ours replaces that with ``B*N`` bytes plus the band of cells.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medseg3d.errors import ConfigError, ShapeError
+from medseg3d.inference.windows import (
+    CellPlan,
+    importance_map,
+    padding_for,
+    resolve_patch_size,
+    window_grid,
+)
+from medseg3d.inference.stitching import FILL_LOGIT, CellStitcher, make_finisher
+
+logger = logging.getLogger(__name__)
+
+OUTPUTS = ("logits", "probabilities", "labels")
+ACTIVATIONS = ("softmax", "sigmoid")
+AVERAGES = ("logits", "probabilities")
+Predictor = Callable[[torch.Tensor], "torch.Tensor | Sequence[torch.Tensor]"]
+
+
+@dataclass
+class WindowStats:
+    """What a run did: windows in total (all batch items), predicted, skipped as background,
+    predictor calls (mirrors included) and the peak bytes held in cell buffers."""
+
+    windows: int = 0
+    predicted: int = 0
+    skipped: int = 0
+    predictor_calls: int = 0
+    peak_buffer_bytes: int = 0
+
+
+def sliding_window_inference(
+    inputs: torch.Tensor,
+    predictor: Predictor,
+    patch_size: int | Sequence[int],
+    *,
+    overlap: float | Sequence[float] = 0.5,
+    mode: str = "gaussian",
+    sigma_scale: float | Sequence[float] = 0.125,
+    batch_size: int = 4,
+    output: str = "logits",
+    activation: str = "softmax",
+    average: str = "logits",
+    dtype: torch.dtype | None = None,
+    mirror_axes: Sequence[int] | None = None,
+    skip_below: float | None = None,
+    skip_mask: torch.Tensor | None = None,
+    background: int = 0,
+    out_channels: int | None = None,
+    padding_mode: str = "constant",
+    cval: float = 0.0,
+    compute_device: torch.device | str | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    return_stats: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, WindowStats]:
+    """Predict ``inputs`` ``(B, C_in, *spatial)`` (2D or 3D) window by window, in bounded memory.
+
+    Args:
+        predictor: maps ``(N, C_in, *patch)`` to ``(N, C, *patch)`` logits, or a deep-supervision
+            list whose first entry is the full-resolution output.
+        patch_size: window size in voxels per axis (one int for all); ``None``/<=0 = whole axis.
+            May exceed the training patch for fully convolutional networks (fewer overlaps).
+        overlap: fraction of a window shared with its neighbour, per axis or one value, in [0, 1).
+        mode: ``"gaussian"`` (sigma = ``sigma_scale`` x patch) or ``"constant"`` blending.
+        batch_size: windows per predictor call.
+        output: ``"logits"`` (float32), ``"probabilities"`` (``dtype`` float32 or float16) or
+            ``"labels"`` (``(B, 1, *spatial)`` uint8 argmax, int16 above 256 classes; with
+            ``activation="sigmoid"``, ``(B, C, *spatial)`` uint8 of ``p > 0.5``).
+        activation: ``"softmax"`` over channels or ``"sigmoid"`` per channel.
+        average: what windows and mirrors average: ``"logits"`` or ``"probabilities"``.
+        mirror_axes: spatial axes (0 = first spatial axis) for mirror test-time augmentation;
+            all ``2**len(mirror_axes)`` flip combinations are averaged.
+        skip_below: skip windows whose input (all channels) is below this intensity, e.g. air.
+        skip_mask: ``(B|1, 1, *spatial)`` or ``(*spatial)``; skip windows with no nonzero voxel.
+            Voxels covered only by skipped windows get class ``background`` (logits: 0 for it,
+            -1e4 for the others; sigmoid: all -1e4).
+        out_channels: number of classes, only needed when every window may be skipped.
+        padding_mode, cval: how axes smaller than the patch are padded (cropped back after).
+        compute_device: where windows go for the predictor (default: the network's device, or
+            the input's); device: where results are stitched and returned (default: the input's).
+            Predictions move between them with non-blocking copies, overlapped with the next batch.
+        progress: show a tqdm progress bar over windows (on stderr).
+        return_stats: also return a :class:`WindowStats`.
+
+    Returns:
+        The output on ``device`` (a MONAI ``MetaTensor`` with the input's metadata if the input
+        was one), and the :class:`WindowStats` if ``return_stats``.
+
+    Peak memory is the input, the output (``B*N`` bytes in label mode), a band of cell buffers
+    ``~4*(C+1)*(2*P0 - step0)*N/S0`` bytes and one window batch; see the module docstring.
+    """
+    inputs, meta = _strip_meta(inputs)
+    _check_options(inputs, batch_size, output, activation, average, background)
+    spatial_dims = inputs.dim() - 2
+    image_size = tuple(inputs.shape[2:])
+    patch = resolve_patch_size(patch_size, image_size)
+    _check_size_divisor(predictor, patch)
+    device = torch.device(device) if device is not None else inputs.device
+    compute_device = _compute_device(compute_device, predictor, inputs)
+    padding = padding_for(image_size, patch)
+    padded = _pad(inputs, padding, padding_mode, cval)
+    padded_size = tuple(padded.shape[2:])
+    starts = window_grid(padded_size, patch, overlap)
+    plan = CellPlan.build(starts, patch)
+    windows = list(itertools.product(*(range(len(s)) for s in starts)))
+    order = [(item, window) for item in range(inputs.shape[0]) for window in windows]
+
+    skipped = _background_windows(inputs, order, starts, patch, padding, skip_below, skip_mask)
+    channels = out_channels or getattr(predictor, "out_channels", None)
+    if len(skipped) == len(order) and channels is None:
+        logger.info("every window is background; predicting one to learn the number of classes")
+        skipped.discard(order[0])
+    todo = [key for key in order if key not in skipped]
+    stats = WindowStats(windows=len(order), predicted=len(todo), skipped=len(skipped))
+
+    weights = importance_map(patch, mode, sigma_scale, device)
+    weights_compute = weights.to(compute_device)
+    flips = [
+        tuple(axis + 2 for axis in axes)
+        for count in range(1, len(mirror_axes or ()) + 1)
+        for axes in itertools.combinations(sorted(set(mirror_axes)), count)
+    ]
+    if any(not 0 <= dim - 2 < spatial_dims for dims in flips for dim in dims):
+        raise ConfigError(
+            f"mirror_axes must be spatial axes 0..{spatial_dims - 1}, got {mirror_axes}"
+        )
+    window_activation = activation if average == "probabilities" else None
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        scores = _call(predictor, batch, stats, window_activation)
+        for dims in flips:
+            mirrored = _call(predictor, torch.flip(batch, dims), stats, window_activation)
+            scores += torch.flip(mirrored, dims)
+        if flips:
+            scores /= len(flips) + 1
+        return scores.mul_(weights_compute)
+
+    stitcher: CellStitcher | None = None
+
+    def make_stitcher(classes: int) -> CellStitcher:
+        out = _allocate_output(inputs, classes, output, activation, dtype, device)
+        fill = torch.full((classes,), FILL_LOGIT)
+        if activation == "softmax":
+            fill[background] = 0.0
+        if window_activation is not None:  # the stitched scores are probabilities already
+            fill = torch.softmax(fill, 0) if activation == "softmax" else torch.sigmoid(fill)
+        finish = make_finisher(output, None if window_activation else activation)
+        return CellStitcher(plan, padding, out, finish, fill, device)
+
+    if channels is not None:
+        stitcher = make_stitcher(int(channels))
+    cursor = 0
+
+    def consume(keys: list[tuple[int, tuple]], transfer: _Transfer):
+        nonlocal cursor, stitcher
+        scores = transfer.wait()
+        if stitcher is None:
+            stitcher = make_stitcher(scores.shape[1])
+        if scores.shape[1] != stitcher.channels:
+            raise ShapeError(
+                f"the predictor returned {scores.shape[1]} channels, expected {stitcher.channels} "
+                "(out_channels); pass the network's number of classes"
+            )
+        for key, window_scores in zip(keys, scores):
+            while order[cursor] != key:  # background windows before this one
+                stitcher.skip(*order[cursor])
+                cursor += 1
+            stitcher.add(*key, window_scores, weights)
+            cursor += 1
+
+    with torch.no_grad(), _progress(len(todo), progress) as bar:
+        pending = None
+        for first in range(0, len(todo), batch_size):
+            keys = todo[first : first + batch_size]
+            batch = _gather(padded, keys, starts, patch, compute_device)
+            transfer = _Transfer(predict(batch), device)
+            if pending is not None:
+                consume(*pending)
+            pending = (keys, transfer)
+            bar.update(len(keys))
+        if pending is not None:
+            consume(*pending)
+        for key in order[cursor:]:
+            stitcher.skip(*key)
+    stats.peak_buffer_bytes = stitcher.peak_bytes
+    if stats.skipped:
+        logger.info("skipped %d of %d windows as background", stats.skipped, stats.windows)
+    result = _restore_meta(stitcher.out, meta)
+    return (result, stats) if return_stats else result
+
+
+class _Transfer:
+    """A (possibly asynchronous) copy of ``tensor`` to ``device``; :meth:`wait` before use."""
+
+    def __init__(self, tensor: torch.Tensor, device: torch.device):
+        self.event = None
+        if tensor.device == device:
+            self.tensor = tensor
+            return
+        self.tensor = tensor.to(device, non_blocking=True)
+        if tensor.device.type == "cuda":
+            self.event = torch.cuda.Event()
+            self.event.record()
+
+    def wait(self) -> torch.Tensor:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.tensor
+
+
+def _call(predictor, batch, stats: WindowStats, activation: str | None) -> torch.Tensor:
+    result = predictor(batch)
+    stats.predictor_calls += 1
+    if isinstance(result, (list, tuple)):
+        result = result[0]  # deep supervision: the full-resolution output comes first
+    if not isinstance(result, torch.Tensor):
+        raise ConfigError(
+            f"the predictor must return a tensor or a list of tensors, got {type(result).__name__}"
+        )
+    if (
+        result.dim() != batch.dim()
+        or result.shape[0] != batch.shape[0]
+        or result.shape[2:] != batch.shape[2:]
+    ):
+        raise ShapeError(
+            f"the predictor returned shape {tuple(result.shape)} for windows {tuple(batch.shape)}; "
+            "it must keep the spatial size (use padding='same' networks)"
+        )
+    result = result.float()
+    if activation == "softmax":
+        return torch.softmax(result, dim=1)
+    if activation == "sigmoid":
+        return torch.sigmoid(result)
+    return result.clone() if result.data_ptr() == batch.data_ptr() else result
+
+
+def _gather(padded, keys, starts, patch, device) -> torch.Tensor:
+    windows = [
+        padded[
+            (
+                item,
+                slice(None),
+                *(slice(starts[d][k], starts[d][k] + patch[d]) for d, k in enumerate(window)),
+            )
+        ]
+        for item, window in keys
+    ]
+    batch = torch.stack(windows)
+    if batch.device == device:
+        return batch
+    if batch.device.type == "cpu" and device.type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
+
+
+def _background_windows(inputs, order, starts, patch, padding, skip_below, skip_mask) -> set:
+    if skip_below is None and skip_mask is None:
+        return set()
+    if skip_mask is not None:
+        skip_mask = torch.as_tensor(skip_mask)
+        while skip_mask.dim() < inputs.dim():
+            skip_mask = skip_mask[None]
+        if skip_mask.shape[2:] != inputs.shape[2:] or skip_mask.shape[0] not in (
+            1,
+            inputs.shape[0],
+        ):
+            raise ShapeError(
+                f"skip_mask has shape {tuple(skip_mask.shape)} for inputs {tuple(inputs.shape)}; "
+                "give (B or 1, 1, *spatial) or (*spatial)"
+            )
+    skipped = set()
+    for item, window in order:
+        region = tuple(
+            slice(max(starts[d][k] - padding[d][0], 0), starts[d][k] - padding[d][0] + patch[d])
+            for d, k in enumerate(window)
+        )
+        if skip_below is not None and inputs[(item, slice(None), *region)].amax() < skip_below:
+            skipped.add((item, window))
+        elif skip_mask is not None:
+            mask_item = item if skip_mask.shape[0] > 1 else 0
+            if not skip_mask[(mask_item, slice(None), *region)].any():
+                skipped.add((item, window))
+    return skipped
+
+
+def _allocate_output(inputs, classes, output, activation, dtype, device) -> torch.Tensor:
+    batch, spatial = inputs.shape[0], tuple(inputs.shape[2:])
+    if output == "labels":
+        if activation == "sigmoid":
+            return torch.empty(
+                (batch, classes, *spatial), dtype=dtype or torch.uint8, device=device
+            )
+        label_dtype = dtype or (torch.uint8 if classes <= 256 else torch.int16)
+        return torch.empty((batch, 1, *spatial), dtype=label_dtype, device=device)
+    return torch.empty((batch, classes, *spatial), dtype=dtype or torch.float32, device=device)
+
+
+def _pad(inputs, padding, padding_mode, cval) -> torch.Tensor:
+    if not any(before or after for before, after in padding):
+        return inputs
+    flat = [amount for pair in reversed(padding) for amount in pair]  # F.pad: last axis first
+    if padding_mode == "constant":
+        return F.pad(inputs, flat, mode="constant", value=cval)
+    return F.pad(inputs, flat, mode=padding_mode)
+
+
+def _compute_device(compute_device, predictor, inputs) -> torch.device:
+    if compute_device is not None:
+        return torch.device(compute_device)
+    network = getattr(predictor, "func", predictor)  # functools.partial(network, ...)
+    if isinstance(network, nn.Module):
+        parameter = next(network.parameters(), None)
+        if parameter is not None:
+            return parameter.device
+    return inputs.device
+
+
+def _check_size_divisor(predictor, patch) -> None:
+    divisor = getattr(predictor, "size_divisor", None)
+    if isinstance(divisor, int) and divisor > 1 and any(p % divisor for p in patch):
+        fixed = tuple(-(-p // divisor) * divisor for p in patch)
+        raise ShapeError(
+            f"patch_size {patch} is not a multiple of the network's size_divisor {divisor}; use {fixed}"
+        )
+
+
+def _check_options(inputs, batch_size, output, activation, average, background) -> None:
+    if not isinstance(inputs, torch.Tensor) or not 3 <= inputs.dim() <= 5:
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ShapeError(
+            f"inputs must be a tensor (B, C, *spatial) with 1-3 spatial axes, got {shape}"
+        )
+    for name, value, allowed in (
+        ("output", output, OUTPUTS),
+        ("activation", activation, ACTIVATIONS),
+        ("average", average, AVERAGES),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
+    if output == "logits" and average == "probabilities":
+        raise ConfigError("output='logits' needs average='logits'; ask for output='probabilities'")
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
+    if int(background) < 0:
+        raise ConfigError(f"background must be a class index >= 0, got {background!r}")
+
+
+def _strip_meta(inputs):
+    meta_tensor = getattr(sys.modules.get("monai.data.meta_tensor"), "MetaTensor", None)
+    if meta_tensor is not None and isinstance(inputs, meta_tensor):
+        return inputs.as_tensor(), inputs
+    return inputs, None
+
+
+def _restore_meta(result: torch.Tensor, meta):
+    if meta is None:
+        return result
+    wrapped = type(meta)(result)
+    wrapped.copy_meta_from(meta, copy_attr=False)
+    return wrapped
+
+
+class _progress:
+    """tqdm over windows when ``enabled``; a no-op otherwise (tqdm is imported only then)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="window", desc="sliding window", leave=False)
+
+    def update(self, count: int):
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()

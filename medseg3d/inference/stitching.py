@@ -1,0 +1,150 @@
+"""Cell-wise stitching: accumulate weighted window predictions, finish each cell when complete.
+
+A *cell* (see :class:`~medseg3d.inference.windows.CellPlan`) is a box of voxels between window
+edges. The stitcher holds one float32 tensor ``(C + 1, *cell)`` per cell that has
+received a prediction (class scores times the importance map, plus the summed weights). When the
+last window touching a cell has gone by (predicted or skipped), the cell is divided by its weight,
+turned into the requested output (logits, probabilities or labels) and written into the output
+tensor, and its buffer is freed. The scores of the whole image therefore never exist at once.
+
+Every output mode runs the same division and activation on the same cell tensors, so the labels
+are exactly the argmax of the probabilities the probability mode returns.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import torch
+
+from medseg3d.inference.windows import CellPlan
+
+#: Logit given to non-background classes where every window was skipped (softmax gives exactly 0).
+FILL_LOGIT = -1.0e4
+
+
+def make_finisher(output: str, activation: str | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What a finished cell of scores ``(C, *cell)`` becomes in the output.
+
+    ``output``: ``"logits"`` (unchanged), ``"probabilities"`` (``activation`` over channels) or
+    ``"labels"`` (argmax of the softmax, ``(1, *cell)``; with ``"sigmoid"``: ``p > 0.5`` per
+    channel). ``activation=None`` means the scores already are probabilities.
+    """
+
+    def activate(scores: torch.Tensor) -> torch.Tensor:
+        if activation == "softmax":
+            return torch.softmax(scores, dim=0)
+        if activation == "sigmoid":
+            return torch.sigmoid(scores)
+        return scores
+
+    if output == "logits":
+        return lambda scores: scores
+    if output == "probabilities":
+        return activate
+    if activation == "sigmoid":
+        return lambda scores: activate(scores) > 0.5
+    return lambda scores: torch.argmax(activate(scores), dim=0, keepdim=True)
+
+
+class CellStitcher:
+    """Stitches the windows of ``(B, C, *spatial)`` images into ``out``, cell by cell.
+
+    Args:
+        plan: the cell partition of the padded image.
+        padding: ``(before, after)`` voxels of padding per axis; the output is cropped back.
+        out: the output tensor ``(B, C_out, *spatial)`` (unpadded), written exactly once per voxel.
+        finish: :func:`make_finisher` for the output mode.
+        fill: scores ``(C,)`` for cells no predicted window covered (background).
+        device: where the cell buffers live (the stitching device).
+
+    Windows must be reported in lexicographic order of their start indices (first axis slowest),
+    batch item by batch item, each exactly once, through :meth:`add` or :meth:`skip`.
+    """
+
+    def __init__(
+        self,
+        plan: CellPlan,
+        padding: Sequence[tuple[int, int]],
+        out: torch.Tensor,
+        finish: Callable[[torch.Tensor], torch.Tensor],
+        fill: torch.Tensor,
+        device: torch.device,
+    ):
+        self.plan = plan
+        self.padding = [before for before, _ in padding]
+        self.out = out
+        self.finish = finish
+        self.device = device
+        self.channels = fill.numel()
+        self.fill_scores = fill.to(device, torch.float32).reshape(-1, *[1] * len(padding))
+        self.fill_output = finish(self.fill_scores)
+        self.cells: dict[tuple, torch.Tensor] = {}
+        self.live_bytes = 0
+        self.peak_bytes = 0
+        # ending[d][k]: cell intervals along d whose last touching window start is k.
+        self.ending = [
+            [[j for j, last in enumerate(lasts) if last == k] for k in range(len(axis_pieces))]
+            for lasts, axis_pieces in zip(plan.last, plan.pieces)
+        ]
+
+    def add(self, item: int, window: Sequence[int], scores: torch.Tensor, weight: torch.Tensor):
+        """Add one window's weighted scores ``(C, *patch)`` and its weights ``(*patch)``."""
+        channels = self.channels
+        for pieces in itertools.product(*(self.plan.pieces[d][k] for d, k in enumerate(window))):
+            cell = tuple(piece[0] for piece in pieces)
+            in_cell = tuple(piece[1] for piece in pieces)
+            in_window = tuple(piece[2] for piece in pieces)
+            buffer = self.cells.get((item, cell))
+            if buffer is None:
+                buffer = self._allocate(item, cell)
+            buffer[(slice(0, channels), *in_cell)].add_(scores[(slice(None), *in_window)])
+            buffer[(channels, *in_cell)].add_(weight[in_window])
+        self._complete(item, window)
+
+    def skip(self, item: int, window: Sequence[int]):
+        """A window that was not predicted (background): it contributes nothing."""
+        self._complete(item, window)
+
+    def _allocate(self, item: int, cell: tuple[int, ...]) -> torch.Tensor:
+        shape = [hi - lo for lo, hi in (self.plan.interval(d, j) for d, j in enumerate(cell))]
+        buffer = torch.zeros((self.channels + 1, *shape), device=self.device)
+        self.cells[(item, cell)] = buffer
+        self.live_bytes += buffer.numel() * buffer.element_size()
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        return buffer
+
+    def _complete(self, item: int, window: Sequence[int]):
+        for cell in itertools.product(*(self.ending[d][k] for d, k in enumerate(window))):
+            self._finish_cell(item, cell)
+
+    def _finish_cell(self, item: int, cell: tuple[int, ...]):
+        crop, target = [], []
+        for d, j in enumerate(cell):
+            lo, hi = self.plan.interval(d, j)
+            size = self.out.shape[2 + d]
+            start, stop = max(lo - self.padding[d], 0), min(hi - self.padding[d], size)
+            if start >= stop:  # entirely in the padding
+                self._drop(item, cell)
+                return
+            crop.append(slice(start + self.padding[d] - lo, stop + self.padding[d] - lo))
+            target.append(slice(start, stop))
+        buffer = self._drop(item, cell)
+        region = self.out[(item, slice(None), *target)]
+        if buffer is None:  # every window over this cell was skipped
+            region.copy_(self.fill_output.expand_as(region))
+            return
+        scores = buffer[(slice(0, self.channels), *crop)]
+        weight = buffer[(slice(self.channels, None), *crop)]
+        unseen = weight == 0  # voxels only skipped windows reached
+        scores = scores.div_(weight)
+        if unseen.any():
+            scores = torch.where(unseen, self.fill_scores, scores)
+        region.copy_(self.finish(scores))
+
+    def _drop(self, item: int, cell: tuple[int, ...]) -> torch.Tensor | None:
+        buffer = self.cells.pop((item, cell), None)
+        if buffer is not None:
+            self.live_bytes -= buffer.numel() * buffer.element_size()
+        return buffer
