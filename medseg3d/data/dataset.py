@@ -27,8 +27,6 @@ from pathlib import Path
 
 from medseg3d.errors import DatasetError
 
-CT_MODALITIES = ("CT",)
-
 
 @dataclass(frozen=True)
 class Case:

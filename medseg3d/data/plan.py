@@ -149,7 +149,7 @@ def make_plan(
     plan = Plan(
         spatial_dims=fingerprint.spatial_dims,
         orientation=fingerprint.orientation,
-        target_spacing=[float(s) for s in target],
+        target_spacing=[round(float(s), 5) for s in target],  # no float32 header noise
         normalization=normalization,
         patch_size=patch_size,
         labels=dict(fingerprint.labels),

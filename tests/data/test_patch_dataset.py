@@ -77,3 +77,14 @@ def test_patch_larger_than_the_image_is_padded():
     assert (patch[0, :2] == -1).all() and (patch[0, 6:] == -1).all()
     np.testing.assert_array_equal(patch[0, 2:6], array[0, :, start[1] : start[1] + 6])
     assert choose_patch_start((20, 20), (8, 8), rng, centre=(19, 0)) == (12, 0)
+
+
+def test_two_dimensional_dataset_end_to_end(tmp_path):
+    cases = {f"e{i}": make_ellipsoid_case((40, 32), seed=i, spacing=(0.5, 0.5)) for i in range(2)}
+    write_dataset(tmp_path / "ds", cases, {"background": 0, "a": 1, "b": 2}, channel_names=["MR"])
+    spec = load_dataset(tmp_path / "ds")
+    plan = plan_dataset(spec, depth=3)
+    assert plan.spatial_dims == 2 and plan.orientation is None and plan.patch_size == [40, 32]
+    build_cache(spec, plan, tmp_path / "cache", progress=False)
+    sample = PatchDataset(tmp_path / "cache", plan.patch_size, foreground_fraction=1.0)[0]
+    assert sample["image"].shape == (1, 40, 32) and sample["label"].any()
