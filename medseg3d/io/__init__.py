@@ -4,7 +4,7 @@ Every affine is 4x4, voxel index -> RAS+ mm (the NIfTI/nibabel convention); the 
 of ITK and DICOM happens once, in :mod:`medseg3d.io.geometry`.
 """
 
-from medseg3d.io.checks import check_finite, check_label_values
+from medseg3d.io.checks import check_finite, check_label_values, check_single_channel
 from medseg3d.io.dicom_series import SeriesInfo, list_dicom_series
 from medseg3d.io.dicom_write import write_dicom_seg, write_dicom_series
 from medseg3d.io.geometry import lps_to_ras, ras_to_lps
@@ -18,6 +18,7 @@ __all__ = [
     "Volume",
     "check_finite",
     "check_label_values",
+    "check_single_channel",
     "list_dicom_series",
     "load_volume",
     "lps_to_ras",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medseg3d.errors import InvalidVoxelError
+from medseg3d.errors import InvalidVoxelError, ShapeError
 from medseg3d.io.volume import Volume
 
 
@@ -69,3 +69,16 @@ def check_label_values(
             path=where,
         )
     return labels.astype(np.int64)
+
+
+def check_single_channel(volume: Volume, *, what: str = "this step") -> None:
+    """Raise :class:`ShapeError` naming the file when a multi-channel / 4D volume is given
+    where one channel is required (e.g. a label map, a DICOM series export, a 1-channel model).
+    """
+    if volume.has_channels and volume.num_channels > 1:
+        raise ShapeError(
+            f"{what} needs a single-channel 3D volume, but it has {volume.num_channels} channels "
+            f"(4D or multi-channel input, array shape {volume.array.shape}); pick one channel, "
+            "e.g. volume.with_array(volume.array[..., 0])",
+            path=volume.source,
+        )

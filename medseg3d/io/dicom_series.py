@@ -29,6 +29,7 @@ SCAN_TAGS = (
     "SOPClassUID",
 )
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+VOLUME_NAMES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
 @dataclass
@@ -129,9 +130,15 @@ def list_dicom_series(folder: str | os.PathLike) -> list[SeriesInfo]:
         info.files.append(path)
         info.num_frames += int(header.get("NumberOfFrames", 1) or 1)
     if not series:
+        volumes = [p.name for p in candidates if p.name.lower().endswith(VOLUME_NAMES)]
+        hint = (
+            f"; it holds volume files ({', '.join(volumes[:3])}…): pass one of them"
+            if volumes
+            else ""
+        )
         raise DicomError(
             f"no DICOM image files among the {len(candidates)} files in this folder "
-            "(searched recursively)",
+            f"(searched recursively){hint}",
             path=folder,
         )
     return sorted(series.values(), key=lambda s: (s.number is None, s.number or 0, s.uid))

@@ -16,7 +16,7 @@ import numpy as np
 
 from medseg3d.errors import DicomError, OutputError
 from medseg3d.io.atomic import atomic_path
-from medseg3d.io.checks import check_finite, check_label_values
+from medseg3d.io.checks import check_finite, check_label_values, check_single_channel
 from medseg3d.io.geometry import is_sheared, ras_to_lps
 from medseg3d.io.volume import Volume
 
@@ -70,7 +70,8 @@ def write_dicom_series(
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    if volume.has_channels or volume.spatial_dims != 3:
+    check_single_channel(volume, what="write_dicom_series")
+    if volume.spatial_dims != 3:
         raise DicomError("write_dicom_series needs one scalar 3D volume (X, Y, Z)", path=folder)
     if is_sheared(volume.affine):
         raise DicomError("cannot write a sheared affine as a classic DICOM series", path=folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import zlib
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import numpy as np
 
 from medseg3d.errors import UnreadableFileError
 from medseg3d.io.volume import Volume
+
+logger = logging.getLogger(__name__)
 
 #: NIfTI intent code that tells viewers (ITK-SNAP, Slicer, FSLeyes) a volume is a label map.
 NIFTI_INTENT_LABEL = 1002
@@ -29,7 +32,7 @@ def read_nifti(path: str | Path) -> Volume:
     import nibabel as nib
 
     try:
-        image = nib.load(str(path))
+        image = nib.load(str(path), mmap=False)
         array = np.asanyarray(image.dataobj)
     except _DECODE_ERRORS + (nib.filebasedimages.ImageFileError,) as error:
         raise UnreadableFileError(_describe(error), path=path) from error
@@ -43,6 +46,11 @@ def read_nifti(path: str | Path) -> Volume:
         has_channels = True
     elif array.ndim > 5 or array.ndim < 2:
         raise UnreadableFileError(f"unsupported NIfTI data with shape {array.shape}", path=path)
+    if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+        logger.warning(
+            "%s: no sform/qform in the NIfTI header; orientation unknown, using voxel sizes only",
+            path,
+        )
     intent = int(header.get("intent_code", 0))
     meta = {
         "source": str(path),
@@ -52,7 +60,7 @@ def read_nifti(path: str | Path) -> Volume:
     }
     if intent == NIFTI_INTENT_LABEL:
         meta["is_label"] = True
-    return Volume(np.ascontiguousarray(array), image.affine, meta, has_channels=has_channels)
+    return Volume(array, image.affine, meta, has_channels=has_channels)
 
 
 def write_nifti(volume: Volume, path: Path, *, is_label: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import os
 from pathlib import Path
 
@@ -60,7 +61,16 @@ def write_sitk_series(
         ("0008|103e", "sitk oblique"),
         ("0010|0020", "medseg3d"),
     ]
-    count = array_xyz.shape[2]
+    saved_locale = locale.setlocale(locale.LC_ALL)  # GDCM's DICOM writer switches it to "C"
+    try:
+        return _write_slices(
+            image, writer, tags, series_uid, folder, array_xyz.shape[2], shuffle_names
+        )
+    finally:
+        locale.setlocale(locale.LC_ALL, saved_locale)
+
+
+def _write_slices(image, writer, tags, series_uid, folder, count, shuffle_names) -> list[Path]:
     order = np.random.default_rng(1).permutation(count) if shuffle_names else np.arange(count)
     paths = []
     for k in range(count):

@@ -8,8 +8,8 @@ import pytest
 import SimpleITK as sitk
 from io_helpers import oblique_affine
 
-from medseg3d.errors import OutputError
-from medseg3d.io import Volume, load_volume, save_volume
+from medseg3d.errors import OutputError, ShapeError
+from medseg3d.io import Volume, check_single_channel, load_volume, save_volume
 from medseg3d.io.geometry import sitk_affine
 
 AFFINES = {
@@ -78,6 +78,12 @@ def test_four_d_input_becomes_channels(tmp_path, rng):
     assert volume.channel_first().shape == (2, 4, 5, 3)
     again = load_volume(save_volume(volume, tmp_path / "again.nii.gz"))
     assert again.has_channels and np.array_equal(again.array, array)
+    with pytest.raises(
+        ShapeError,
+        match=r"4d.nii.gz: a label map needs a single-channel 3D volume, but it has 2 channels",
+    ):
+        check_single_channel(volume, what="a label map")
+    check_single_channel(volume.with_array(array[..., 0]))
 
 
 def test_save_refuses_to_overwrite_the_reference_and_wrong_shapes(tmp_path, rng):

@@ -112,6 +112,9 @@ def test_cubic_reproduces_a_smooth_field_and_onehot_keeps_labels(rng):
 
 def test_two_d_volumes_and_bad_arguments(rng):
     volume = Volume(rng.normal(size=(6, 4)).astype(np.float32), np.diag([0.5, 0.5, 1.0, 1.0]))
+    flipped = reorient(volume, "LAS")
+    assert flipped.spatial_dims == 2 and np.array_equal(flipped.array, volume.array[::-1])
+    assert np.array_equal(reorient_back(flipped).array, volume.array)
     result = resample_to_spacing(volume, (1.0, 1.0))
     assert result.spatial_shape == (3, 2) and result.spatial_dims == 2
     with pytest.raises(ConfigError, match="kind"):
