@@ -67,7 +67,7 @@ def test_pointwise_predictor_equals_whole_image(shape, patch, mode):
     net = pointwise(len(shape) - 2, shape[1])
     with torch.no_grad():
         expected = net(x)
-    got = sliding_window_inference(x, net, patch, mode=mode, batch_size=3)
+    got = sliding_window_inference(x, net, patch, mode=mode, batch_size=7)
     assert got.shape == expected.shape and got.dtype == torch.float32
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
@@ -105,15 +105,14 @@ def test_equals_monai_where_windows_coincide(shape, patch, mode):
 
 def test_labels_equal_argmax_of_probabilities_exactly():
     torch.manual_seed(2)
-    x = torch.randn(2, 1, 45, 38, 29)
+    x = torch.randn(2, 1, 29, 21, 14)
     net = SmallConvNet(3, 1, 5).eval()
-    options = dict(overlap=0.5, batch_size=3, mirror_axes=(0, 2))
-    probabilities = sliding_window_inference(
-        x, net, (24, 16, 16), output="probabilities", **options
-    )
-    labels = sliding_window_inference(x, net, (24, 16, 16), output="labels", **options)
-    logits = sliding_window_inference(x, net, (24, 16, 16), **options)
-    assert labels.shape == (2, 1, 45, 38, 29) and labels.dtype == torch.uint8
+    options = dict(overlap=0.5, batch_size=32, mirror_axes=(1,))
+    patch = (16, 12, 8)
+    probabilities = sliding_window_inference(x, net, patch, output="probabilities", **options)
+    labels = sliding_window_inference(x, net, patch, output="labels", **options)
+    logits = sliding_window_inference(x, net, patch, **options)
+    assert labels.shape == (2, 1, 29, 21, 14) and labels.dtype == torch.uint8
     assert torch.equal(labels[:, 0].long(), probabilities.argmax(1))
     torch.testing.assert_close(probabilities, torch.softmax(logits, 1), atol=1e-6, rtol=0)
     assert len(labels.unique()) > 1  # a non-trivial case
