@@ -18,6 +18,8 @@ from medseg3d.io.volume import Volume
 
 #: Interpolation kinds: spline order for images, or a label-preserving scheme.
 KINDS = {"nearest": 0, "linear": 1, "cubic": 3, "onehot": 1}
+#: Per-slice DICOM metadata that no longer applies once voxels move.
+SLICE_KEYS = ("dicom_files", "sop_instance_uids", "frame_numbers", "slice_positions_mm")
 
 
 def reorient(volume: Volume, codes: str | Sequence[str] = "RAS") -> Volume:
@@ -38,6 +40,9 @@ def reorient(volume: Volume, codes: str | Sequence[str] = "RAS") -> Volume:
     affine = volume3.affine @ nib.orientations.inv_ornt_aff(transform, volume3.spatial_shape)
     meta = dict(volume.meta)
     meta.setdefault("original_orientation", "".join(volume3.orientation))
+    if not np.array_equal(transform, [[0, 1], [1, 1], [2, 1]]):  # slices no longer match files
+        for key in SLICE_KEYS:
+            meta.pop(key, None)
     if volume.spatial_dims == 2 and array.shape[2] == 1:  # the slice axis stayed last: 2D again
         array = array[:, :, 0, ...]
     return Volume(np.ascontiguousarray(array), affine, meta, has_channels=volume.has_channels)
@@ -127,11 +132,7 @@ def resample_to_grid(
     array = np.moveaxis(out, 0, -1) if volume.has_channels else out[0]
     if len(shape) == 2:
         array = array[:, :, 0, ...]
-    meta = {
-        k: v
-        for k, v in volume.meta.items()
-        if k not in ("dicom_files", "sop_instance_uids", "frame_numbers")
-    }
+    meta = {k: v for k, v in volume.meta.items() if identity or k not in SLICE_KEYS}
     return Volume(np.ascontiguousarray(array), affine, meta, has_channels=volume.has_channels)
 
 

@@ -137,15 +137,18 @@ def _refuse_inputs(path: Path, reference: Volume | None, volume: Volume) -> None
 
 
 def _default_is_label(data, volume: Volume, array: np.ndarray) -> bool:
-    """``meta['is_label']`` when set; else bool/uint8 arrays are labels, and other integer arrays
-    too unless they hold negative values or were read from an image file (CT in HU, MR uint16)."""
+    """``meta['is_label']`` when set; else: bool/uint8 arrays are labels; arrays with negative
+    or fractional values are images; int64 arrays (what ``argmax`` returns) and plain arrays
+    are labels; other integer Volumes read from a file (MR in uint16, CT in int32) are images."""
     if volume.meta.get("is_label") is not None:
         return bool(volume.meta["is_label"])
     if array.dtype == bool or array.dtype == np.uint8:
         return True
     if not np.issubdtype(array.dtype, np.integer) or (array.size and array.min() < 0):
         return False
-    return not (isinstance(data, Volume) and data.meta.get("format"))
+    if array.dtype == np.int64 or not isinstance(data, Volume):
+        return True
+    return not data.meta.get("format")
 
 
 def _label_dtype(labels: np.ndarray) -> np.dtype:
