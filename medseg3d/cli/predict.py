@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from medseg3d.errors import ConfigError, OutputError
+from medseg3d.errors import ConfigError, FileNotFoundMedsegError, OutputError
 from medseg3d.io.atomic import atomic_write_text
 
 HELP = "segment a scan (NIfTI, DICOM series, MHA/NRRD) with a trained model folder"
@@ -81,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     from medseg3d.inference.predictor import Predictor
 
     inputs = [Path(path) for path in args.input]
+    for path in inputs:
+        if not path.exists():
+            raise FileNotFoundMedsegError(
+                "input does not exist; give a NIfTI/MHA/NRRD file or a DICOM folder", path=path
+            )
     case = case_name(inputs[0])
     output_format, output = _output_path(Path(args.output), case, args.format)
     _check_output(output, inputs)

@@ -35,7 +35,7 @@ def select_device(spec: str | torch.device | None = "auto") -> torch.device:
     kind, index = match.group(1), match.group(2)
     if kind == "auto":
         device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-        logger.info("device auto -> %s", describe_device(device))
+        logger.debug("device auto -> %s", describe_device(device))
         return device
     if kind == "cpu":
         return torch.device("cpu")
