@@ -172,7 +172,7 @@ class Prepared:
             self.mask = keep.unsqueeze(1).float()
             labels = torch.where(keep, labels, torch.zeros_like(labels))
         if labels.numel():
-            low, high = int(labels.min()), int(labels.max())
+            low, high = torch.stack(torch.aminmax(labels)).tolist()  # one device sync
             limit = max(self.channels, 2) if self.channels == 1 else self.channels
             if low < 0 or high >= limit:
                 raise ShapeError(

@@ -17,8 +17,14 @@ REPEATS = 8
 
 CASES = {
     "dice": (lambda: build_loss("dice"), lambda: ml.DiceLoss(softmax=True, to_onehot_y=True)),
-    "dice_ce": (lambda: build_loss("dice_ce"), lambda: ml.DiceCELoss(softmax=True, to_onehot_y=True)),
-    "focal": (lambda: build_loss("focal"), lambda: ml.FocalLoss(use_softmax=True, to_onehot_y=True)),
+    "dice_ce": (
+        lambda: build_loss("dice_ce"),
+        lambda: ml.DiceCELoss(softmax=True, to_onehot_y=True),
+    ),
+    "focal": (
+        lambda: build_loss("focal"),
+        lambda: ml.FocalLoss(use_softmax=True, to_onehot_y=True),
+    ),
     "generalized_dice": (
         lambda: build_loss("generalized_dice"),
         lambda: ml.GeneralizedDiceLoss(softmax=True, to_onehot_y=True),
@@ -47,10 +53,14 @@ def main() -> None:
     torch.set_num_threads(1)  # steadier on a shared machine
     logits = torch.randn(*SHAPE)
     labels = torch.randint(0, SHAPE[1], (SHAPE[0], 1, *SHAPE[2:]))
-    print(f"shape {SHAPE}, float32, {torch.get_num_threads()} threads, best of {REPEATS} (forward+backward)")
+    print(
+        f"shape {SHAPE}, float32, {torch.get_num_threads()} threads, best of {REPEATS} (forward+backward)"
+    )
     for name, (ours, theirs) in CASES.items():
         a, b = _compare(ours(), theirs(), logits, labels)
-        print(f"{name:18s} medseg3d {a * 1e3:8.1f} ms   MONAI {b * 1e3:8.1f} ms   ratio {b / a:4.2f}x")
+        print(
+            f"{name:18s} medseg3d {a * 1e3:8.1f} ms   MONAI {b * 1e3:8.1f} ms   ratio {b / a:4.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -194,3 +194,26 @@ def test_losses_are_plain_modules_and_move_with_their_buffers():
     assert isinstance(loss, torch.nn.Module)
     assert loss.to(torch.float32).class_weight.dtype == torch.float32
     assert "class_weight" not in loss.state_dict()  # options, not weights to checkpoint
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"include_background": False},
+        {"alpha": 0.3, "weight": [1.0, 2.0]},
+        {"alpha": [0.2, 0.5, 0.7]},
+        {"gamma": 0.0},
+    ],
+    ids=str,
+)
+def test_focal_label_fast_path_equals_dense_one_hot_path(options, reduction):
+    logits, labels = _inputs(3)
+    labels[0, 0, 0] = 255
+    if "weight" in options:
+        options = {**options, "include_background": False}
+    loss = build_loss("focal", ignore_index=255, reduction=reduction, **options)
+    onehot = _onehot(torch.where(labels == 255, 0, labels), 3)
+    onehot[0, :, 0] = 0.0  # all-zero voxels: masked by an out-of-range ignore_index (MONAI's rule)
+    torch.testing.assert_close(loss(logits, labels), loss(logits, onehot))
