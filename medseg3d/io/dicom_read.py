@@ -117,7 +117,8 @@ def assemble(frames: list[Frame], *, source: Path, allow_irregular: bool = False
             logger.warning("%s: %s; resampling onto a regular grid", source, problem)
             stacked, step = _regularize(stacked, positions, normal, reference)
             meta["regularized"] = problem
-            meta["dicom_files"] = meta["sop_instance_uids"] = meta["frame_numbers"] = None
+            for key in ("dicom_files", "sop_instance_uids", "frame_numbers", "slice_positions_mm"):
+                meta[key] = None  # regular slices are interpolated, they match no file
     affine = affine_from_dicom_plane(positions[0], reference.orientation, spacing, step)
     has_channels = stacked.shape[-1] > 1
     array = stacked if has_channels else stacked[..., 0]
