@@ -77,6 +77,11 @@ def assemble(frames: list[Frame], *, source: Path, allow_irregular: bool = False
             "scout or projection series is not a volume; pick another series",
             path=source,
         )
+    spacings = {tuple(np.round(f.pixel_spacing, 4)) for f in frames}
+    if len(spacings) > 1:
+        raise DicomError(
+            f"slices with different pixel spacings in one series: {sorted(spacings)}", path=source
+        )
     normal = slice_normal(reference.orientation)
     along = np.array([float(np.dot(f.position, normal)) for f in frames])
     order = sorted(range(len(frames)), key=lambda i: (along[i], frames[i].order_key))

@@ -57,6 +57,7 @@ def test_left_handed_grid_comes_back_in_the_same_place(tmp_path, volume_xyz):
         "MR_small.dcm",
         "MR_small_RLE.dcm",
         "MR_small_jp2klossless.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
         "MR_small_bigendian.dcm",
         "JPGExtended.dcm",
         "rtdose.dcm",

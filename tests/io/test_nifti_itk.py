@@ -102,3 +102,17 @@ def test_save_refuses_to_overwrite_the_reference_and_wrong_shapes(tmp_path, rng)
     with pytest.raises(OutputError, match="format"):
         save_volume(reference, tmp_path / "x.png")
     assert not list(tmp_path.glob(".medseg3d-tmp-*"))
+
+
+def test_mhd_with_raw_companion_written_by_simpleitk(tmp_path, rng):
+    array = rng.normal(size=(5, 4, 3)).astype(np.float32)
+    image = sitk.GetImageFromArray(np.transpose(array, (2, 1, 0)))
+    image.SetOrigin((10.0, -20.0, 30.0))
+    image.SetSpacing((0.5, 0.7, 2.0))
+    image.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    sitk.WriteImage(image, str(tmp_path / "image.mhd"))
+    volume = load_volume(tmp_path / "image.mhd")
+    assert np.array_equal(volume.array, array)
+    assert np.allclose(volume.affine, sitk_affine(image)) and volume.orientation == ("A", "L", "S")
+    with pytest.raises(OutputError, match="format"):
+        save_volume(volume, tmp_path / "out.mhd")
