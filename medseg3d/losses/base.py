@@ -97,6 +97,11 @@ def per_class(values: torch.Tensor | None, channels: int, drop_background: bool,
     return values
 
 
+def channel_view(values: torch.Tensor, dims: int) -> torch.Tensor:
+    """Per-class values (K,) as a (1, K, 1, ...) tensor broadcasting over (B, K, *spatial)."""
+    return values.view(1, -1, *([1] * (dims - 2)))
+
+
 def reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         return loss.mean()

@@ -15,16 +15,12 @@ from medseg3d.losses.base import (
     Prepared,
     SegmentationLoss,
     as_class_values,
+    channel_view,
     check_unit,
     per_class,
     reduce,
 )
 from medseg3d.losses.registry import LOSSES
-
-
-def _channel_view(values: torch.Tensor, dims: int) -> torch.Tensor:
-    """Per-class values (K,) as a (1, K, 1, ...) tensor broadcasting over (B, K, *spatial)."""
-    return values.view(1, -1, *([1] * (dims - 2)))
 
 
 def _masked_mean(loss: torch.Tensor, mask: torch.Tensor | None, channels: int = 1) -> torch.Tensor:
@@ -81,7 +77,7 @@ def cross_entropy(
         return reduce(loss, reduction)
     if weight is None:
         return _masked_mean(loss, mask)
-    norm = (target * _channel_view(weight, target.dim())).sum(1)
+    norm = (target * channel_view(weight, target.dim())).sum(1)
     if mask is not None:
         norm = norm * mask
     return loss.sum() / norm.sum().clamp_min(torch.finfo(norm.dtype).tiny)
@@ -101,7 +97,7 @@ def binary_cross_entropy(
     dims = logits.dim()
     if pos_weight is not None:
         pos_weight = per_class(pos_weight, prepared.channels, False, "pos_weight").to(logits.device)
-        pos_weight = _channel_view(pos_weight, dims) if pos_weight.ndim else pos_weight
+        pos_weight = channel_view(pos_weight, dims) if pos_weight.ndim else pos_weight
     loss = F.binary_cross_entropy_with_logits(
         logits, target, pos_weight=pos_weight, reduction="none"
     )
@@ -109,7 +105,7 @@ def binary_cross_entropy(
         loss = loss[:, 1:]
     weight = per_class(weight, prepared.channels, drop, "weight")
     if weight is not None:
-        loss = loss * (_channel_view(weight, dims) if weight.ndim else weight).to(loss.device)
+        loss = loss * (channel_view(weight, dims) if weight.ndim else weight).to(loss.device)
     if prepared.mask is not None:
         loss = loss * prepared.mask
     if reduction == "mean":

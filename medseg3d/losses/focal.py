@@ -16,6 +16,7 @@ from medseg3d.losses.base import (
     Prepared,
     SegmentationLoss,
     as_class_values,
+    channel_view,
     check_nonnegative,
     per_class,
 )
@@ -23,10 +24,6 @@ from medseg3d.losses.registry import LOSSES
 
 # (1 - p)**gamma is evaluated at max(1 - p, _TINY): keeps d/dp finite for gamma < 1.
 _TINY = 1e-12
-
-
-def _channel_view(values: torch.Tensor, dims: int) -> torch.Tensor:
-    return values.view(1, -1, *([1] * (dims - 2)))
 
 
 def focal_terms(
@@ -50,7 +47,7 @@ def focal_terms(
             if alpha.ndim == 0:
                 loss = (target * alpha + (1 - target) * (1 - alpha)) * loss
             else:
-                positive = _channel_view(alpha.to(loss.device), dims)
+                positive = channel_view(alpha.to(loss.device), dims)
                 loss = torch.where(target == 1, positive, torch.ones_like(positive)) * loss
         return loss
     log_probs = prepared.log_probs
@@ -64,7 +61,7 @@ def focal_terms(
             factor[0] = 1 - float(alpha)
         else:
             factor = alpha.to(loss.device)
-        loss = _channel_view(factor, dims) * loss
+        loss = channel_view(factor, dims) * loss
     return loss
 
 
@@ -93,7 +90,7 @@ def focal_loss(
     weight = per_class(weight, prepared.channels, drop, "weight")
     dims = loss.dim()
     if weight is not None:
-        loss = loss * (_channel_view(weight, dims) if weight.ndim else weight).to(loss.device)
+        loss = loss * (channel_view(weight, dims) if weight.ndim else weight).to(loss.device)
     mask = prepared.mask
     if mask is not None:
         loss = loss * mask
