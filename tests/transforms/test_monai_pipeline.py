@@ -13,10 +13,13 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monai.utils import set_determinism
 
 from medseg3d.transforms import (
+    RandElasticDeform,
     RandElasticDeformd,
+    RandForegroundPatchd,
     RandGammad,
     RandGaussianNoised,
     ZScoreNonzerod,
+    apply_spatial,
     build_training_transforms,
     initial_patch_size,
 )
@@ -132,3 +135,41 @@ def test_initial_patch_size_covers_rotation_and_zoom():
     larger = initial_patch_size((64, 64, 64), np.pi / 6, (0.7, 1.4))
     assert all(n >= 64 / 0.7 for n in larger)
     assert initial_patch_size((40, 20), np.pi, None) == (40, 40)
+
+
+def test_dictionary_modes_default_to_nearest_for_labels_and_skip_is_an_exact_crop():
+    image = torch.rand(1, 30, 28)
+    label = (image > 0.5).float() * 4  # a float label map, recognised by its key name
+    transform = RandElasticDeformd(
+        ["image", "seg"], spatial_dims=2, rotate_range=0.5, max_displacement=4
+    )
+    transform.set_random_state(0)
+    out = transform({"image": image, "seg": label})
+    assert set(torch.unique(out["seg"]).tolist()) <= {0.0, 4.0}
+    assert len(torch.unique(out["image"])) > 100
+    skip = RandElasticDeformd(["image", "seg"], prob=0.0, spatial_size=(20, 20))
+    cropped = skip({"image": MetaTensor(image), "seg": label})
+    assert torch.equal(cropped["image"].as_tensor(), image[:, 5:25, 4:24])
+    assert cropped["image"].affine[0, 3] == 5 and cropped["image"].affine[1, 3] == 4
+
+
+def test_batched_array_transform_draws_one_deformation_per_sample():
+    batch = torch.rand(1, 1, 16, 16, 16).repeat(3, 1, 1, 1, 1)
+    transform = RandElasticDeform(spatial_dims=3, rotate_range=0.4, max_displacement=3)
+    transform.set_random_state(2)
+    out = transform(batch)
+    assert out.shape == batch.shape and len(transform.params) == 3
+    assert not torch.allclose(out[0], out[1])
+    torch.testing.assert_close(out[2], apply_spatial(batch[2], transform.params[2]))
+
+
+def test_patch_crop_moves_the_affine_origin():
+    image = MetaTensor(
+        torch.rand(1, 20, 20, 20), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+    )
+    crop = RandForegroundPatchd(["image"], (8, 8, 8), foreground_probability=0.0)
+    crop.set_random_state(0)
+    out = crop({"image": image})["image"]
+    start = np.asarray(out.affine)[:3, 3] / 2
+    index = tuple(int(s) for s in start)
+    assert torch.equal(out.as_tensor()[0, 0, 0, 0], image.as_tensor()[(0, *index)])
