@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="set any config key, e.g. --set optimizer.lr=3e-4 (repeatable)")
+    parser.add_argument("--stop-after", type=int, metavar="N",
+                        help="stop after N iterations of this call (checkpoint written; continue with --resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -49,7 +51,13 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and saved.is_file():
         base = load_config_file(saved)  # a resumed run starts from its own config
     config = build_config(args.config, args.set, values, base=base)
-    result = train(args.data, args.out, config, resume=args.resume, progress=not args.no_progress)
+    result = train(
+        args.data, args.out, config, resume=args.resume, progress=not args.no_progress,
+        stop_after=args.stop_after,
+    )
+    if result.iterations < config["training"]["iterations"]:
+        print(f"stopped at iteration {result.iterations}; continue with --resume")
+        return 0
     print(f"model folder: {result.model_dir}")
     if result.best_score is not None:
         print(f"best validation Dice: {result.best_score:.4f} (iteration {result.best_iteration})")

@@ -113,8 +113,14 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> TrainResult:
-    """Train on the dataset in ``data_dir``; everything is written under ``run_dir``."""
+    """Train on the dataset in ``data_dir``; everything is written under ``run_dir``.
+
+    ``stop_after`` ends this call after that many iterations with ``checkpoints/last.pt``
+    written (continue with ``resume=True``); the model folder is exported only when the run
+    reaches ``training.iterations``.
+    """
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     config = _resolve_run_config(run_dir, config, resume)
     device = select_device(config["training"]["device"])
@@ -123,12 +129,12 @@ def train(
         device = torch.device("cuda", dist_info.local_rank)
         torch.cuda.set_device(device)
     try:
-        return _train(data_dir, run_dir, config, device, dist_info, resume=resume, progress=progress)
+        return _train(data_dir, run_dir, config, device, dist_info, resume=resume, progress=progress, stop_after=stop_after)
     finally:
         shutdown(dist_info)
 
 
-def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, progress) -> TrainResult:
+def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, progress, stop_after) -> TrainResult:
     data, training = config["data"], config["training"]
     if dist_info.is_main:
         logger.info("training on %s", describe_device(device))
@@ -202,10 +208,10 @@ def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, pr
     )
     if resume:
         trainer.resume()
-    state = trainer.fit()
+    state = trainer.fit(stop_after=stop_after)
 
     model_dir = run_dir / "model"
-    if dist_info.is_main:
+    if dist_info.is_main and state.iteration >= total:
         _export(model_dir, trainer, model, spec_args, plan, patch_size, config, run_dir)
     barrier(dist_info)
     best = state.best_iteration >= 0

@@ -170,7 +170,9 @@ class Trainer:
         return metrics
 
     # --- the loop ---------------------------------------------------------------------------
-    def fit(self) -> TrainState:
+    def fit(self, stop_after: int | None = None) -> TrainState:
+        """Train up to ``training.iterations``; with ``stop_after``, stop (with a checkpoint)
+        after that many iterations of this call, e.g. to fit a cluster job's time limit."""
         training = self.config["training"]
         total = training["iterations"]
         start = self.state.iteration
@@ -180,6 +182,9 @@ class Trainer:
         try:
             for batch in self.batches(start):
                 if self.state.iteration >= total:
+                    break
+                if stop_after is not None and self.state.iteration - start >= stop_after:
+                    self.save("last")
                     break
                 metrics = self.train_step(batch)
                 self.state.iteration += 1

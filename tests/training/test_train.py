@@ -1,0 +1,130 @@
+"""Training end to end: resume equivalence, refusals, DDP, and the CLI reaching a useful Dice."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from medseg3d.errors import ConfigError, OutputError
+from medseg3d.training.checkpoint import load_checkpoint
+from medseg3d.training.config import build_config
+from medseg3d.training.run import train
+from tests.training.conftest import LABELS, TINY, make_ellipsoid_dataset
+
+
+def _config(*overrides: str) -> dict:
+    return build_config(overrides=[*TINY, "data.patch_size=16", "data.batch_size=2", *overrides])
+
+
+def test_resume_continues_the_same_run_exactly(ellipsoid_dataset, tmp_path):
+    config = _config("training.iterations=6")
+    straight = train(ellipsoid_dataset, tmp_path / "straight", config, progress=False)
+    assert straight.iterations == 6
+
+    first = train(ellipsoid_dataset, tmp_path / "split", config, progress=False, stop_after=3)
+    assert first.iterations == 3 and not (tmp_path / "split" / "model").exists()
+    second = train(ellipsoid_dataset, tmp_path / "split", config, progress=False, resume=True)
+    assert second.iterations == 6
+
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert a["iteration"] == b["iteration"] == 6
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    losses_a = [row["loss"] for row in a["history"] if "loss" in row]
+    losses_b = [row["loss"] for row in b["history"] if "loss" in row]
+    assert losses_a == losses_b
+
+
+def test_the_model_folder_is_self_contained(ellipsoid_dataset, tmp_path):
+    result = train(ellipsoid_dataset, tmp_path / "run", _config("training.iterations=2"), progress=False)
+    description = yaml.safe_load((result.model_dir / "model.yaml").read_text())
+    assert description["labels"] == LABELS
+    assert description["model"]["name"] == "unet"
+    assert description["model"]["in_channels"] == 1 and description["model"]["out_channels"] == 3
+    assert description["plan"]["labels"] == LABELS
+    assert description["config"]["training"]["iterations"] == 2
+    assert description["inference"]["patch_size"] == [16, 16, 16]
+    assert (result.model_dir / "weights.pt").is_file()
+    assert (result.model_dir / "training_log.csv").is_file()
+    splits = json.loads((result.run_dir / "splits.json").read_text())
+    assert sorted(splits["train"] + splits["val"]) == [f"case{i}" for i in range(4)]
+
+
+def test_an_existing_run_is_never_overwritten_and_resume_needs_a_run(ellipsoid_dataset, tmp_path):
+    config = _config("training.iterations=2")
+    train(ellipsoid_dataset, tmp_path / "run", config, progress=False)
+    with pytest.raises(OutputError, match="--resume"):
+        train(ellipsoid_dataset, tmp_path / "run", config, progress=False)
+    with pytest.raises(Exception, match="nothing to resume"):
+        train(ellipsoid_dataset, tmp_path / "empty", config, progress=False, resume=True)
+    changed = _config("training.iterations=2", "optimizer.lr=0.5")
+    with pytest.raises(ConfigError, match="optimizer.lr"):
+        train(ellipsoid_dataset, tmp_path / "run", changed, progress=False, resume=True)
+
+
+def test_patch_size_must_fit_the_network(ellipsoid_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        train(ellipsoid_dataset, tmp_path / "run", _config("data.patch_size=18"), progress=False)
+
+
+def test_a_bad_dataset_is_refused_with_every_problem(ellipsoid_dataset, tmp_path, cli):
+    broken = tmp_path / "broken"
+    shutil.copytree(ellipsoid_dataset, broken)
+    (broken / "labelsTr" / "case1.nii.gz").unlink()
+    from medseg3d.data import make_ellipsoid_case, write_dataset
+
+    other = write_dataset(tmp_path / "other", {"case2": make_ellipsoid_case((24, 32, 32), seed=9)}, LABELS)
+    shutil.copy(other / "labelsTr" / "case2.nii.gz", broken / "labelsTr" / "case2.nii.gz")
+    result = cli("train", "--data", broken, "--out", tmp_path / "run", "--iterations", "2")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("medseg3d: error:")
+    assert "case1" in message and "case2" in message
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_invalid_config_value_is_refused_before_training(ellipsoid_dataset, tmp_path, cli):
+    result = cli("train", "--data", ellipsoid_dataset, "--out", tmp_path / "run", "--set", "optimizer.name=adam")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "optimizer.name='adam' is not allowed; choose one of: adamw, sgd" in result.stderr
+
+
+def test_ddp_with_two_gloo_processes(ellipsoid_dataset, tmp_path):
+    run_dir = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        "-m", "medseg3d.cli", "train", "--data", str(ellipsoid_dataset), "--out", str(run_dir),
+        "--iterations", "4", "--patch-size", "16", "--device", "cpu", "--no-progress",
+        *[item for override in TINY for item in ("--set", override)],
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "model" / "weights.pt").is_file()
+    payload = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert payload["iteration"] == 4
+
+
+@pytest.mark.slow
+def test_cli_training_reaches_a_useful_dice(tmp_path, cli):
+    data = make_ellipsoid_dataset(tmp_path / "data", cases=6, shape=(48, 48, 48))
+    run_dir = tmp_path / "run"
+    result = cli(
+        "train", "--data", data, "--out", run_dir, "--iterations", "150", "--patch-size", "32",
+        "--batch-size", "2", "--workers", "1", "--no-progress",
+        "--set", "model.features=8", "--set", "model.depth=3", "--set", "data.num_folds=3",
+        "--set", "training.validate_every=50", "--set", "optimizer.lr=3e-3",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best validation Dice" in result.stdout
+    best = float(result.stdout.split("best validation Dice:")[1].split()[0])
+    assert best > 0.8, result.stdout
