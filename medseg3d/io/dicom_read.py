@@ -42,7 +42,15 @@ def read_dicom(
     path = Path(path)
     all_series = list_dicom_series(path)
     chosen = select_series(all_series, series, path)
-    frames = [frame for file in chosen.files for frame in frames_from_file(file)]
+    frames, seen = [], set()
+    for file in chosen.files:
+        for frame in frames_from_file(file):
+            key = (frame.sop_uid, frame.frame_number)
+            if frame.sop_uid and key in seen:
+                logger.warning("%s: duplicate of SOP instance %s, skipped", file, frame.sop_uid)
+                continue
+            seen.add(key)
+            frames.append(frame)
     volume = assemble(frames, source=path, allow_irregular=allow_irregular)
     volume.meta.update(_series_meta(chosen, path))
     return volume

@@ -130,6 +130,14 @@ def test_mixed_orientations_are_not_a_volume(pydicom_files):
         load_volume(pydicom_files / "dicomdirtests" / "98892003" / "MR700")
 
 
+def test_duplicate_file_copies_are_read_once(tmp_path, rng):
+    volume = Volume(rng.integers(0, 100, (4, 5, 3)).astype(np.int16), oblique_affine())
+    paths = write_dicom_series(volume, tmp_path / "series")
+    shutil.copy(paths[1], tmp_path / "series" / "copy of slice 1.dcm")
+    loaded = load_volume(tmp_path / "series")
+    assert not loaded.has_channels and np.array_equal(loaded.array, volume.array)
+
+
 def test_missing_slice_is_named(tmp_path, rng):
     volume = Volume(rng.integers(0, 100, (5, 5, 8)).astype(np.int16), oblique_affine())
     paths = write_dicom_series(volume, tmp_path / "series")
