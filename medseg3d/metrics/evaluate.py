@@ -57,7 +57,7 @@ _FIND_OBJECTS_MAX_LABEL = 1 << 20
 def evaluate_case(
     pred: Any,
     gt: Any,
-    labels: Mapping[str, int | Sequence[int]],
+    labels: Mapping[str, int | Sequence[int]] | Sequence[int],
     spacing: float | Sequence[float] | None = None,
     *,
     empty_distance: float | str | None = None,
@@ -68,7 +68,8 @@ def evaluate_case(
         pred, gt: label maps of one shape (numpy arrays, CPU tensors, or ``Volume``s), spatial
             axes only, whole-number values.
         labels: ``{name: value}``; a value may be a list of values scored as one region
-            (e.g. ``{"whole_tumour": [1, 2, 3]}``).
+            (e.g. ``{"whole_tumour": [1, 2, 3]}``). A plain list of values names each by its
+            value (``[1, 2]`` -> ``{"1": 1, "2": 2}``).
         spacing: mm per array axis; taken from ``pred`` when it is a ``Volume``. Required for
             plain arrays (distances and volumes are in mm and mL, never in voxels).
         empty_distance: HD95 / ASD when exactly one of the masks is empty: None (default:
@@ -229,7 +230,11 @@ def _unwrap(data: Any, what: str) -> tuple[np.ndarray, tuple[float, ...] | None,
     return array, spacing, affine
 
 
-def _check_labels(labels: Mapping[str, int | Sequence[int]]) -> dict[str, list[int]]:
+def _check_labels(
+    labels: Mapping[str, int | Sequence[int]] | Sequence[int],
+) -> dict[str, list[int]]:
+    if isinstance(labels, Sequence) and not isinstance(labels, str):
+        labels = {str(value): value for value in labels}  # [1, 2] -> {"1": 1, "2": 2}
     if not isinstance(labels, Mapping) or not labels:
         raise ConfigError(f"labels must be a non-empty {{name: value}} mapping, got {labels!r}")
     regions = {}

@@ -33,7 +33,10 @@ def main() -> None:
     ours_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    onehot = lambda a: torch.nn.functional.one_hot(torch.from_numpy(a).long(), 4).movedim(-1, 0)[None]  # noqa: E731
+
+    def onehot(labels: np.ndarray) -> torch.Tensor:
+        return torch.nn.functional.one_hot(torch.from_numpy(labels).long(), 4).movedim(-1, 0)[None]
+
     y_pred, y = onehot(pred), onehot(gt)
     dice = DiceMetric(include_background=False, reduction="none")(y_pred, y)
     hd95 = compute_hausdorff_distance(y_pred, y, percentile=95, spacing=SPACING)

@@ -77,6 +77,7 @@ def test_regions_score_several_values_as_one_structure():
     result = evaluate_case(pred, gt, {"whole": [1, 2], "core": 2}, SPACING)
     assert result["whole"]["dice"] == pytest.approx(0.7)
     assert result["core"]["dice"] == 0.0 and result["core"]["hd95"] is None
+    assert evaluate_case(pred, gt, [1, 2], SPACING)["1"]["voxels_gt"] == 500
 
 
 def test_empty_policy_and_no_nan_in_the_summary():
