@@ -145,3 +145,12 @@ def test_valid_padding_is_refused_where_maps_of_one_size_are_added(name):
 def test_norm_and_activation_options(norm, act):
     model = build_model("unet", 2, 1, 2, features=4, depth=2, norm=norm, act=act)
     assert model(torch.randn(2, 1, 16, 16)).shape == (2, 2, 16, 16)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_traced_3d_model_matches_eager(name):
+    model = make(name, 3).eval()
+    x = torch.randn(1, 2, 16, 16, 16)
+    with torch.no_grad(), pytest.warns(torch.jit.TracerWarning):  # the size check is Python
+        traced = torch.jit.trace(model, x)
+        torch.testing.assert_close(traced(x), model(x))
