@@ -57,8 +57,39 @@ def apply_spatial(
     elif batch.dtype.is_floating_point and kind != "nearest":
         out = layers.grid_sample(batch.float(), grid, kind=kind, padding_mode=padding_mode)
     else:
-        out = layers.grid_sample(batch.float(), grid, kind="nearest").round().to(batch.dtype)
+        out = _lookup_nearest(batch, grid)
     return out if batched else out[0]
+
+
+#: dtypes whose every value survives a float32 round trip (grid_sample is the faster lookup)
+_FLOAT_EXACT = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.float16, torch.float32)
+
+
+def _lookup_nearest(batch: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    if batch.dtype in _FLOAT_EXACT:
+        return layers.grid_sample(batch.float(), grid, kind="nearest").to(batch.dtype)
+    return _sample_nearest(batch, grid)  # int32/int64/float64 labels: exact by index
+
+
+def _sample_nearest(batch: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour lookup by index (any dtype, no float copy of the input); 0 outside.
+
+    Same rounding and bounds as ``grid_sample(mode="nearest", align_corners=True)``.
+    """
+    size, channels, *spatial = batch.shape
+    dims = len(spatial)
+    index = torch.zeros(grid.shape[:-1], dtype=torch.int64, device=batch.device)
+    inside = torch.ones(grid.shape[:-1], dtype=torch.bool, device=batch.device)
+    for axis, n in enumerate(spatial):
+        position = torch.round((grid[..., dims - 1 - axis] + 1) * ((n - 1) / 2))
+        inside &= (position >= 0) & (position <= n - 1)
+        index = index * n + position.clamp(0, n - 1).long()
+    flat = index.reshape(size, 1, -1).expand(size, channels, -1)
+    out = torch.gather(batch.reshape(size, channels, -1), 2, flat)
+    out = torch.where(
+        inside.reshape(size, 1, -1), out, torch.zeros((), dtype=out.dtype, device=out.device)
+    )
+    return out.reshape(size, channels, *grid.shape[1:-1])
 
 
 def _sample_onehot(batch: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -134,20 +165,25 @@ def displacement_field(
 def bspline_evaluate(coefficients: torch.Tensor, output_shape: Sequence[int]) -> torch.Tensor:
     """Evaluate a cubic B-spline ``(*num_control_points, D)`` on ``output_shape`` -> ``(*output_shape, D)``.
 
-    Separable: one ``(n_out, n_control)`` weight matrix per axis, applied in turn by a batched
-    matrix product that keeps the memory layout (no transposes). The first and last control
-    points lie one control spacing outside the patch (spline support).
+    Separable: one ``(n_out, n_control)`` weight matrix per axis. The last axis goes first
+    (its weights Kronecker-expanded over the ``D`` components), so every later step is a large
+    matrix product over the already-dense trailing axes and no transpose is ever needed. The
+    first and last control points lie one control spacing outside the patch (spline support).
     """
-    field = coefficients
+    *counts, components = coefficients.shape
+    output_shape = [int(n) for n in output_shape]
+    eye = torch.eye(components, dtype=coefficients.dtype, device=coefficients.device)
+    last = torch.kron(bspline_weights(output_shape[-1], counts[-1], coefficients.device), eye)
+    field = coefficients.reshape(-1, counts[-1] * components) @ last.T
+    shape = [*counts[:-1], output_shape[-1] * components]
     expanded = 1
-    for axis, n in enumerate(output_shape):
-        count = field.shape[axis]
-        weights = bspline_weights(int(n), count, field.device)
-        rest = int(np.prod(field.shape[axis + 1 :]))
-        field = torch.matmul(weights, field.reshape(expanded, count, rest))
-        expanded *= int(n)
-        field = field.reshape(*output_shape[: axis + 1], *coefficients.shape[axis + 1 :])
-    return field
+    for axis, n in enumerate(output_shape[:-1]):
+        weights = bspline_weights(n, shape[axis], coefficients.device)
+        rest = int(np.prod(shape[axis + 1 :]))
+        field = torch.matmul(weights, field.reshape(expanded, shape[axis], rest))
+        expanded *= n
+        shape[axis] = n
+    return field.reshape(*output_shape, components)
 
 
 def bspline_weights(n_out: int, n_control: int, device=None) -> torch.Tensor:

@@ -159,3 +159,16 @@ def test_bad_settings_and_shapes_raise_one_line_errors():
         SpatialAugment(2, scale_range=(1.2, 0.8))
     with pytest.raises(ShapeError):
         apply_spatial(torch.zeros(4, 4), SpatialParams.identity(3))
+
+
+def test_nearest_lookup_is_exact_for_wide_integer_labels():
+    """int64 labels above 2**24 do not survive float32; the index lookup keeps them exact."""
+    label = torch.randint(0, 3, (1, 12, 11, 10)) * (2**40) + 7
+    params = SpatialAugment(3, rotate_range=0.4, max_displacement=2).sample(
+        np.random.RandomState(1), (12, 11, 10)
+    )
+    out = apply_spatial(label, params, kind="nearest")
+    assert out.dtype == torch.int64
+    assert set(torch.unique(out).tolist()) <= set(torch.unique(label).tolist()) | {0}
+    reference = apply_spatial((label > 2**40).to(torch.uint8), params, kind="nearest")  # float path
+    assert torch.equal(out > 2**40, reference.bool())
