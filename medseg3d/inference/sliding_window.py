@@ -26,14 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from medseg3d.errors import ConfigError, ShapeError
+from medseg3d.inference.stitching import FILL_LOGIT, CellStitcher, make_finisher
 from medseg3d.inference.windows import (
     CellPlan,
     importance_map,
     padding_for,
     resolve_patch_size,
+    stream_order,
     window_grid,
 )
-from medseg3d.inference.stitching import FILL_LOGIT, CellStitcher, make_finisher
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +129,12 @@ def sliding_window_inference(
     padded = _pad(inputs, padding, padding_mode, cval)
     padded_size = tuple(padded.shape[2:])
     starts = window_grid(padded_size, patch, overlap)
-    plan = CellPlan.build(starts, patch)
-    windows = list(itertools.product(*(range(len(s)) for s in starts)))
+    axes = stream_order(padded_size, patch, starts)  # slowest first
+    plan = CellPlan.build(starts, patch, split_axes=axes[:2])
+    windows = [
+        tuple(index[axes.index(d)] for d in range(spatial_dims))
+        for index in itertools.product(*(range(len(starts[a])) for a in axes))
+    ]
     order = [(item, window) for item in range(inputs.shape[0]) for window in windows]
 
     skipped = _background_windows(inputs, order, starts, patch, padding, skip_below, skip_mask)
@@ -165,13 +170,15 @@ def sliding_window_inference(
     stitcher: CellStitcher | None = None
 
     def make_stitcher(classes: int) -> CellStitcher:
+        if activation == "softmax" and background >= classes:
+            raise ConfigError(f"background class {background} does not exist ({classes} classes)")
         out = _allocate_output(inputs, classes, output, activation, dtype, device)
         fill = torch.full((classes,), FILL_LOGIT)
         if activation == "softmax":
             fill[background] = 0.0
         if window_activation is not None:  # the stitched scores are probabilities already
             fill = torch.softmax(fill, 0) if activation == "softmax" else torch.sigmoid(fill)
-        finish = make_finisher(output, None if window_activation else activation)
+        finish = make_finisher(output, activation, activated=window_activation is not None)
         return CellStitcher(plan, padding, out, finish, fill, device)
 
     if channels is not None:

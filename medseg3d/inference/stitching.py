@@ -24,20 +24,22 @@ from medseg3d.inference.windows import CellPlan
 FILL_LOGIT = -1.0e4
 
 
-def make_finisher(output: str, activation: str | None) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_finisher(
+    output: str, activation: str, *, activated: bool = False
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """What a finished cell of scores ``(C, *cell)`` becomes in the output.
 
     ``output``: ``"logits"`` (unchanged), ``"probabilities"`` (``activation`` over channels) or
     ``"labels"`` (argmax of the softmax, ``(1, *cell)``; with ``"sigmoid"``: ``p > 0.5`` per
-    channel). ``activation=None`` means the scores already are probabilities.
+    channel). ``activated``: the scores already are probabilities (averaged per window).
     """
 
     def activate(scores: torch.Tensor) -> torch.Tensor:
-        if activation == "softmax":
-            return torch.softmax(scores, dim=0)
+        if activated:
+            return scores
         if activation == "sigmoid":
             return torch.sigmoid(scores)
-        return scores
+        return torch.softmax(scores, dim=0)
 
     if output == "logits":
         return lambda scores: scores

@@ -10,12 +10,13 @@ Window placement (as nnU-Net's ``compute_steps_for_sliding_window``): along each
 ``step = max(1, int(P * (1 - overlap)))`` (MONAI's interval, so the window count equals MONAI's),
 spread evenly so the first starts at 0 and the last ends at ``S``; none hangs outside the image.
 
-Cells: the window edges cut the first two axes into intervals; a *cell* is a product of such
-intervals (whole along the remaining axis). A cell is complete, and can be turned into
-probabilities or labels and freed, as soon as the last window touching it, in the processing
-order, has been added. That order is lexicographic with the first spatial axis slowest, so the
-live cells form a band of about ``P0 - step0`` planes along the first axis plus a strip of
-``P0 x P1`` voxels across the rest.
+Cells: the window edges cut the two slowest axes of the processing order into intervals; a
+*cell* is a product of such intervals (whole along the remaining axis). A cell is complete, and
+can be turned into probabilities or labels and freed, as soon as the last window touching it, in
+the processing order, has been added. That order is lexicographic, slowest along the axis
+:func:`stream_order` picks (the first spatial axis unless another one is relatively longer), so
+the live cells form a band of about ``P_a - step_a`` planes across that axis ``a`` plus a strip
+of ``P_a x P_b`` voxels across the rest.
 """
 
 from __future__ import annotations
@@ -86,6 +87,26 @@ def window_grid(
     return [window_starts(s, p, o) for s, p, o in zip(image_size, patch_size, overlaps)]
 
 
+def stream_order(
+    image_size: Sequence[int], patch_size: Sequence[int], starts: Sequence[Sequence[int]]
+) -> list[int]:
+    """Spatial axes from slowest to fastest in the window processing order.
+
+    The live cells form a band of ``P_a - step_a`` planes across the slowest axis ``a``, a
+    fraction ``(P_a - step_a) / S_a`` of the image, so axes with the smallest fraction go first
+    (ties keep the natural order: the first spatial axis leads for a cubic image and patch). An
+    axis with a single window never completes early and goes last.
+    """
+
+    def band_fraction(axis: int) -> float:
+        if len(starts[axis]) < 2:
+            return 1.0
+        step = starts[axis][1] - starts[axis][0]
+        return (patch_size[axis] - step) / image_size[axis]
+
+    return sorted(range(len(image_size)), key=band_fraction)
+
+
 def padding_for(image_size: Sequence[int], patch_size: Sequence[int]) -> list[tuple[int, int]]:
     """(before, after) padding per axis so every axis is at least the patch; centred, as MONAI."""
     pads = []
@@ -132,9 +153,9 @@ def importance_map(
 class CellPlan:
     """How the windows of one (padded) image cut it into cells.
 
-    The first ``split_axes`` spatial axes are cut at every window edge; the others stay whole (a
-    cell spans them entirely, which keeps the number of cells per window small at the same peak
-    memory). Per axis ``d``: ``edges[d]`` are the sorted cell boundaries (0 ... size);
+    The ``split_axes`` (the two slowest in the processing order) are cut at every window edge;
+    the others stay whole (a cell spans them entirely, which keeps the number of cells per window
+    small at about the same peak memory). Per axis ``d``: ``edges[d]`` are the sorted cell boundaries (0 ... size);
     ``last[d][j]`` is the index of the last window start touching cell interval ``j``;
     ``pieces[d][k]`` lists, for window start ``k``, ``(j, slice in cell j, slice in window)``.
     """
@@ -145,12 +166,15 @@ class CellPlan:
 
     @classmethod
     def build(
-        cls, starts: Sequence[Sequence[int]], patch_size: Sequence[int], split_axes: int = 2
+        cls,
+        starts: Sequence[Sequence[int]],
+        patch_size: Sequence[int],
+        split_axes: Sequence[int] = (0, 1),
     ) -> CellPlan:
         edges, last, pieces = [], [], []
         for axis, (axis_starts, patch) in enumerate(zip(starts, patch_size)):
             size = axis_starts[-1] + patch
-            if axis < split_axes:
+            if axis in split_axes:
                 cuts = sorted({*axis_starts, *(s + patch for s in axis_starts)})
             else:
                 cuts = [0, size]

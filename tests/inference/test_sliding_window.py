@@ -260,6 +260,17 @@ def test_label_mode_holds_a_band_of_cells_not_the_volume():
     assert stats.peak_buffer_bytes < 0.2 * whole
 
 
+def test_a_long_last_axis_is_streamed_along():
+    x = torch.randn(1, 1, 24, 20, 160)
+    net = pointwise(3, 1, 2)
+    with torch.no_grad():
+        expected = net(x)
+    got, stats = sliding_window_inference(x, net, 16, return_stats=True)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    plane = 4 * (2 + 1) * 24 * 20  # a plane across the last axis
+    assert stats.peak_buffer_bytes <= plane * (16 - 8 + 16 * 16 / 24)
+
+
 def test_monai_metatensor_keeps_its_metadata_and_progress_bar_runs(capsys):
     from monai.data import MetaTensor
 
@@ -293,3 +304,16 @@ def test_clear_errors():
     net.size_divisor = 8
     with pytest.raises(ShapeError, match=r"\(24, 24, 24\)"):
         sliding_window_inference(x, net, 20)
+
+
+def test_sigmoid_with_averaged_probabilities_still_thresholds():
+    torch.manual_seed(6)
+    x = torch.randn(1, 1, 20, 18)
+    net = SmallConvNet(2, 1, 2).eval()
+    options = dict(activation="sigmoid", average="probabilities", mirror_axes=(0,))
+    probabilities = sliding_window_inference(x, net, 16, output="probabilities", **options)
+    labels = sliding_window_inference(x, net, 16, output="labels", **options)
+    assert labels.shape == (1, 2, 20, 18)
+    assert torch.equal(labels.bool(), probabilities > 0.5)
+    with pytest.raises(ConfigError, match="background"):
+        sliding_window_inference(x, net, 16, background=2)

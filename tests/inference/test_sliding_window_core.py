@@ -15,6 +15,7 @@ from medseg3d.inference.windows import (
     importance_map,
     padding_for,
     resolve_patch_size,
+    stream_order,
     window_grid,
     window_starts,
 )
@@ -119,3 +120,12 @@ def test_cells_partition_the_image_and_know_their_last_window():
             if all(c in [p[0] for p in plan.pieces[d][w[d]]] for d, c in enumerate(cell))
         ]
         assert touching[-1] == tuple(plan.last[d][c] for d, c in enumerate(cell))
+
+
+def test_stream_order_leads_with_the_relatively_longest_axis():
+    size, patch = (512, 512, 256), (96, 96, 96)
+    assert stream_order(size, patch, window_grid(size, patch, 0.5)) == [0, 1, 2]
+    size = (512, 512, 1000)  # whole-body CT: stream along z
+    assert stream_order(size, patch, window_grid(size, patch, 0.5)) == [2, 0, 1]
+    size = (40, 300, 16)  # one window along the last axis: it goes last
+    assert stream_order(size, (16, 16, 16), window_grid(size, (16, 16, 16), 0.5)) == [1, 0, 2]
