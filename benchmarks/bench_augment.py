@@ -48,7 +48,9 @@ def test_volume(size: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def ramp_rms(transform, size: int) -> float:
     """RMS displacement along axis 0 (voxels) measured on a coordinate ramp, in the interior."""
-    ramp = np.broadcast_to(np.arange(size, dtype=np.float32)[:, None, None], (size,) * 3)[None].copy()
+    ramp = np.broadcast_to(np.arange(size, dtype=np.float32)[:, None, None], (size,) * 3)[
+        None
+    ].copy()
     values = []
     for _ in range(3):
         out = transform({"image": torch.from_numpy(ramp), "label": torch.zeros(1, *(size,) * 3)})
@@ -93,7 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = one data-loader worker)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 = one data-loader worker)"
+    )
     parser.add_argument("--patch", type=int, default=96)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -103,7 +107,9 @@ def main() -> None:
 
     ours = build_ours(size)
     ours.set_random_state(0)
-    ours_rms = ramp_rms(build_ours(size, rotate=False), size)
+    probe_ours = build_ours(size, rotate=False)
+    probe_ours.set_random_state(0)
+    ours_rms = ramp_rms(probe_ours, size)
     probe = build_monai(size, (100, 100), rotate=False)
     probe.set_random_state(0)
     monai_magnitude = 100 * ours_rms / ramp_rms(probe, size)
@@ -115,12 +121,18 @@ def main() -> None:
     t_ours = median_time(lambda: ours(tensors), args.repeats)
     rows.append(("medseg3d RandElasticDeformd (elastic+rotation+zoom)", t_ours))
     t_monai = median_time(lambda: monai(tensors), args.repeats)
-    rows.append((f"MONAI Rand3DElasticd (magnitude {magnitude[0]:.0f}-{magnitude[1]:.0f}, rotation+zoom)", t_monai))
+    rows.append(
+        (
+            f"MONAI Rand3DElasticd (magnitude {magnitude[0]:.0f}-{magnitude[1]:.0f}, rotation+zoom)",
+            t_monai,
+        )
+    )
     try:
         import torchio as tio
 
         subject = tio.Subject(
-            image=tio.ScalarImage(tensor=tensors["image"]), label=tio.LabelMap(tensor=tensors["label"])
+            image=tio.ScalarImage(tensor=tensors["image"]),
+            label=tio.LabelMap(tensor=tensors["label"]),
         )
         elastic = tio.RandomElasticDeformation(num_control_points=7, max_displacement=7.5)
         t_tio = median_time(lambda: elastic(subject), args.repeats)
@@ -128,8 +140,12 @@ def main() -> None:
     except ImportError:
         t_tio = None
 
-    print(f"## Elastic deformation, 1x{size}^3 float32 + uint8 label, {args.threads} torch thread(s)\n")
-    print(f"RMS displacement (axis 0, interior): ours {ours_rms:.2f} voxels; MONAI magnitude scaled to match\n")
+    print(
+        f"## Elastic deformation, 1x{size}^3 float32 + uint8 label, {args.threads} torch thread(s)\n"
+    )
+    print(
+        f"RMS displacement (axis 0, interior): ours {ours_rms:.2f} voxels; MONAI magnitude scaled to match\n"
+    )
     print("| transform | median s / sample | ours is faster by |")
     print("|---|---|---|")
     for name, seconds in rows:
@@ -145,17 +161,23 @@ def main() -> None:
     for _ in range(count):
         pipeline(volume)
     per_second = count / (time.perf_counter() - start)
-    print(f"\n## Training pipeline (nnU-Net defaults + elastic p 0.2), {args.patch}^3 patches from a {int(args.patch * 1.6)}^3 volume\n")
+    print(
+        f"\n## Training pipeline (nnU-Net defaults + elastic p 0.2), {args.patch}^3 patches from a {int(args.patch * 1.6)}^3 volume\n"
+    )
     print(f"{per_second:.2f} patches/s per worker ({args.threads} thread(s), {count} patches)")
 
     if torch.cuda.is_available():
         device = torch.device("cuda")
-        batch = {key: value[None].repeat(2, 1, 1, 1, 1).to(device) for key, value in tensors.items()}
+        batch = {
+            key: value[None].repeat(2, 1, 1, 1, 1).to(device) for key, value in tensors.items()
+        }
         sync = torch.cuda.synchronize
         t_gpu = median_time(lambda: ours(batch), args.repeats, sync)
         monai_gpu = build_monai(size, magnitude, device=device)
         single = {key: value.to(device) for key, value in tensors.items()}
-        t_monai_gpu = median_time(lambda: (monai_gpu(single), monai_gpu(single)), args.repeats, sync)
+        t_monai_gpu = median_time(
+            lambda: (monai_gpu(single), monai_gpu(single)), args.repeats, sync
+        )
         print(f"\n## CUDA ({torch.cuda.get_device_name()}), batch 2x1x{size}^3\n")
         print(f"| medseg3d (one batched call) | {t_gpu * 1000:.1f} ms |")
         print(f"| MONAI Rand3DElasticd (2 calls) | {t_monai_gpu * 1000:.1f} ms |")
