@@ -1,6 +1,6 @@
 """Benchmark ``medseg3d batch``: cases per minute and how long the model waits for I/O.
 
-    .venv/bin/python benchmarks/bench_batch.py [--cases 20] [--size 64 64 48] [--threads 2]
+    .venv/bin/python benchmarks/bench_batch.py [--cases 20] [--size 48 48 32] [--threads 2]
 
 Same run, same machine: ``--cases`` synthetic CT-like NIfTI volumes (gzip, anisotropic, oblique
 spacing so every case is reoriented and resampled), a small 3D U-Net (features 8, depth 2,
@@ -113,7 +113,7 @@ def batch(model_dir: Path, cases: Path, out: Path, workers: int, worker_type: st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20)
-    parser.add_argument("--size", type=int, nargs=3, default=[64, 64, 48])
+    parser.add_argument("--size", type=int, nargs=3, default=[48, 48, 32])
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -11,9 +11,10 @@ every problem -> take this shard -> load the model -> run the backend -> report.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,8 @@ def run_batch(
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if worker_type not in WORKER_TYPES:
+        raise ConfigError(f"--worker-type {worker_type!r} is not one of {', '.join(WORKER_TYPES)}")
     if workers is not None and int(workers) < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     out_dir = Path(out_dir).expanduser().absolute()
@@ -141,43 +144,75 @@ def run_batch(
         info=info,
     )
     options = dict(options or {})
-    if backend == "ray":
-        from medseg3d.batch.ray_backend import run_ray
+    with folder_lock(out_dir, report_name(shard)):
+        if backend == "ray":
+            from medseg3d.batch.ray_backend import run_ray
 
+            if on_start is not None:
+                on_start(cases, {**info, "device": "ray workers"})
+            return run_ray(
+                Path(model_dir).expanduser().absolute(),
+                cases,
+                out_dir,
+                report,
+                address=address,
+                workers=workers,
+                device=device,
+                options=options,
+                overwrite=overwrite,
+                progress=progress,
+                on_result=on_result,
+            )
+        from medseg3d.batch.engine import CaseEngine
+
+        engine = CaseEngine(model_dir, device=device, **options)
+        report.info.update(settings=engine.settings(), device=engine.device_description)
         if on_start is not None:
-            on_start(cases, {**info, "device": "ray workers"})
-        return run_ray(
-            Path(model_dir).expanduser().absolute(),
+            on_start(cases, {**info, "device": engine.device_description})
+        return run_local(
+            engine,
             cases,
             out_dir,
             report,
-            address=address,
-            workers=workers,
-            device=device,
-            options=options,
+            workers=2 if workers is None else workers,
             overwrite=overwrite,
             progress=progress,
+            worker_type=worker_type,
             on_result=on_result,
         )
-    from medseg3d.batch.engine import CaseEngine
 
-    if worker_type not in WORKER_TYPES:
-        raise ConfigError(f"--worker-type {worker_type!r} is not one of {', '.join(WORKER_TYPES)}")
-    engine = CaseEngine(model_dir, device=device, **options)
-    report.info.update(settings=engine.settings(), device=engine.device_description)
-    if on_start is not None:
-        on_start(cases, {**info, "device": engine.device_description})
-    return run_local(
-        engine,
-        cases,
-        out_dir,
-        report,
-        workers=2 if workers is None else workers,
-        overwrite=overwrite,
-        progress=progress,
-        worker_type=worker_type,
-        on_result=on_result,
-    )
+
+@contextlib.contextmanager
+def folder_lock(out_dir: Path, name: str) -> Iterator[None]:
+    """Hold ``OUT_DIR/.<name>.lock`` for the run: a second identical batch writing into the same
+    folder is refused (shards use distinct report names, so they run side by side). The lock is
+    the operating system's (``flock``), so it vanishes with the process, even after ``kill -9``."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; run one batch per folder
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f".{name}.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise OutputError(
+                f"another medseg3d batch ({holder}) is writing into this folder; wait for it, or "
+                "give each concurrent run its own --shard",
+                path=out_dir,
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _refuse_inputs_as_outputs(cases: list[BatchCase], out_dir: Path) -> None:

@@ -22,8 +22,10 @@ from batch_helpers import (
 )
 
 from medseg3d.batch import EXIT_CASES_FAILED, BatchReport, collect_cases, run_batch, run_local
+from medseg3d.batch.api import folder_lock, report_name
 from medseg3d.batch.engine import CaseEngine
 from medseg3d.batch.report import read_report
+from medseg3d.errors import OutputError
 from medseg3d.inference.predictor import Predictor
 from medseg3d.io import Volume, load_volume, write_dicom_series
 
@@ -152,3 +154,16 @@ def test_reader_processes_give_the_same_masks_and_a_crashing_reader_fails_one_ca
         np.testing.assert_array_equal(
             load_volume(tmp_path / "out" / f"{name}.nii.gz").array, expected
         )
+
+
+def test_a_second_batch_into_the_same_folder_is_refused_but_shards_run_side_by_side(
+    tmp_path, model_dir
+):
+    cases = make_case_folder(tmp_path / "cases", count=2, corrupt=())
+    out = tmp_path / "out"
+    with folder_lock(out, report_name(None)):
+        with pytest.raises(OutputError, match="another medseg3d batch .pid \\d+. is writing"):
+            run_batch(cases, out, model_dir, device="cpu")
+        shard = run_batch(cases, out, model_dir, device="cpu", shard=(1, 2))
+    assert shard.counts["total"] == 1 and shard.report_csv.name == "report-shard1of2.csv"
+    assert run_batch(cases, out, model_dir, device="cpu").counts["skipped"] == 1
