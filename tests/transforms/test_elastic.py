@@ -172,3 +172,36 @@ def test_nearest_lookup_is_exact_for_wide_integer_labels():
     assert set(torch.unique(out).tolist()) <= set(torch.unique(label).tolist()) | {0}
     reference = apply_spatial((label > 2**40).to(torch.uint8), params, kind="nearest")  # float path
     assert torch.equal(out > 2**40, reference.bool())
+
+
+def test_bspline_weights_match_scipy_and_reproduce_linear_functions():
+    from scipy.interpolate import BSpline
+
+    from medseg3d.transforms.warp import bspline_evaluate, bspline_weights
+
+    weights = bspline_weights(25, 7).double()
+    u = np.arange(25) * 4 / 24 + 1  # control-index coordinate of each output voxel
+    basis = BSpline.basis_element([0, 1, 2, 3, 4], extrapolate=False)  # centred on 2
+    reference = np.nan_to_num(basis(u[:, None] - np.arange(7)[None] + 2))
+    np.testing.assert_allclose(weights.numpy(), reference, atol=1e-6)
+    torch.testing.assert_close(weights.sum(1), torch.ones(25, dtype=torch.float64))
+    # linear precision: coefficients on a plane give that plane exactly (how the affine is folded in)
+    control = torch.stack(torch.meshgrid(*[torch.arange(5.0)] * 3, indexing="ij"), dim=-1)
+    plane = control @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 2.0, 0.0], [0.3, 0.0, 1.0]])
+    dense = bspline_evaluate(plane, (9, 9, 9))
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(1, 3, 9)] * 3, indexing="ij"), dim=-1)
+    expected = grid @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 2.0, 0.0], [0.3, 0.0, 1.0]])
+    torch.testing.assert_close(dense, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batch_stays_on_the_device_and_matches_the_cpu():
+    image = smooth_image(SHAPES[3])
+    label = (image > 0.5).to(torch.uint8)
+    augment = SpatialAugment(3, rotate_range=0.3, scale_range=(0.9, 1.1))
+    params = [augment.sample(np.random.RandomState(seed), SHAPES[3]) for seed in (0, 1)]
+    batch = torch.stack([image, image]).cuda()
+    out = apply_spatial(batch, params)
+    labels = apply_spatial(torch.stack([label, label]).cuda(), params, kind="nearest")
+    assert out.is_cuda and labels.is_cuda and labels.dtype == torch.uint8
+    torch.testing.assert_close(out[1].cpu(), apply_spatial(image, params[1]), atol=1e-4, rtol=0)
