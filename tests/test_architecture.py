@@ -24,7 +24,7 @@ def test_layer_factory_is_the_only_place_naming_dimension_specific_layers():
     for path in PACKAGE.rglob("*.py"):
         if path == FACTORY:
             continue
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if DIMENSION_SPECIFIC.search(line):
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}")
     assert not offenders, "dimension-specific layers outside the factory:\n" + "\n".join(offenders)
@@ -50,7 +50,7 @@ FORBIDDEN_IMPORTS = {
 
 def _imports(path: Path) -> list[str]:
     names = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -79,7 +79,7 @@ def test_imports_flow_one_way():
 def test_no_unsafe_loading_or_eval():
     offenders = []
     for path in PACKAGE.rglob("*.py"):
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         for number, line in enumerate(text.splitlines(), 1):
             stripped = line.split("#")[0]
             if re.search(r"\b(eval|exec)\(", stripped) and ".eval()" not in stripped:
