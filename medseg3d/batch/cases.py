@@ -41,6 +41,51 @@ DEFAULT_OUTPUT_SUFFIX = ".nii.gz"
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _SKIPPED_NAMES = ("DICOMDIR",)
+#: Endings of files that are certainly not DICOM (DICOM files may have any name, often none).
+_NOT_DICOM = (
+    ".txt",
+    ".csv",
+    ".json",
+    ".xml",
+    ".yaml",
+    ".yml",
+    ".md",
+    ".html",
+    ".pdf",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".7z",
+    ".npy",
+    ".npz",
+    ".pt",
+    ".pth",
+    ".py",
+    ".sh",
+    ".log",
+    ".lock",
+    ".raw",
+    ".zraw",
+    ".img",
+    ".hdr",
+    ".bval",
+    ".bvec",
+    ".nii",
+    ".mat",
+    ".h5",
+    ".hdf5",
+    ".exe",
+    ".dll",
+    ".ini",
+    ".db",
+)
 
 
 @dataclass(frozen=True)
@@ -179,7 +224,11 @@ def _volume_cases(
 def _dicom_cases(paths: list[Path], root: Path, workers: int) -> list[BatchCase]:
     from medseg3d.io.dicom_series import looks_like_dicom, read_header
 
-    candidates = [path for path in paths if looks_like_dicom(path) or not path.suffix]
+    candidates = [
+        path
+        for path in paths
+        if looks_like_dicom(path) or not path.name.lower().endswith(_NOT_DICOM)
+    ]
     if not candidates:
         return []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

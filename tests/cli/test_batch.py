@@ -137,3 +137,29 @@ def test_ray_backend_on_a_local_instance_gives_the_local_outputs(cli, tmp_path, 
     }
     assert ray_rows["group_a_c0"]["volume_ml_organ"] == local_rows["group_a_c0"]["volume_ml_organ"]
     assert "truncated or corrupt" in ray_rows["group_b_c3"]["error"]
+
+
+def test_dry_run_lists_the_cases_of_one_shard_and_computes_nothing(tmp_path, model_dir, capsys):
+    from medseg3d.cli.main import main
+
+    cases = make_case_folder(tmp_path / "cases", count=4, corrupt=())
+    out = tmp_path / "out"
+    code = main(
+        [
+            "batch",
+            "-i",
+            str(cases),
+            "-o",
+            str(out),
+            "-m",
+            str(model_dir),
+            "--dry-run",
+            "--shard",
+            "0/2",
+        ]
+    )
+    printed = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert [line.split("\t")[0] for line in printed[:-1]] == ["group_a_c0", "group_b_c1"]
+    assert printed[0].endswith("group_a_c0.nii.gz") and "2 case(s)" in printed[-1]
+    assert not out.exists()
