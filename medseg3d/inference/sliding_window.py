@@ -1,13 +1,14 @@
 """``sliding_window_inference``: devices, batching, mirroring, skipping and progress around the
 numerical core (:mod:`.windows`) and the cell stitcher (:mod:`.stitching`).
 
-Peak memory (bytes) on the stitching ``device``, for ``B`` images of ``N`` voxels, ``C`` classes,
-patch ``P = (P0, ..., Pn)``, first-axis step ``t0`` and ``N / S0`` voxels per plane::
+Peak memory (bytes) on the stitching ``device``, for ``B`` images of ``N`` voxels, ``C``
+classes, patch ``P``, stream axis ``a`` (see :func:`.windows.stream_order`; size ``S_a``, step
+``t_a``) and second axis ``b``::
 
-    input (+ a padded copy only if an axis is smaller than the patch)
-    + output        B*C*N*4 (logits), B*C*N*2|4 (probabilities, float16|32), B*N*1 (labels, uint8)
-    + live cells    ~ 4*(C+1) * (P0 - t0 + P0) * N/S0     (a band of planes along the first axis)
-    + window batch  4 * batch_size * (C_in + 2*C) * prod(P)   (+ the network's activations)
+    input           4*B*C_in*N  (+ a padded copy only if an axis is smaller than the patch)
+    + output        4*B*C*N (logits), 4|2*B*C*N (probabilities float32|16), B*N (uint8 labels)
+    + live cells    4*(C+1) * [(P_a - t_a)*N/S_a + P_a*P_b*N/(S_a*S_b)]
+    + window batch  4*batch_size*(C_in + 2*C)*prod(P)   (+ the network's activations)
 
 MONAI's ``sliding_window_inference`` holds ``4*B*C*N + 4*N`` bytes for output and count map at
 any output mode; in label mode ours replaces that with ``B*N`` bytes plus the band of cells.
@@ -23,9 +24,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from medseg3d.errors import ConfigError, ShapeError
+from medseg3d.inference.batching import Progress, Transfer, gather, pick_compute_device
 from medseg3d.inference.stitching import FILL_LOGIT, CellStitcher, make_finisher
 from medseg3d.inference.windows import (
     CellPlan,
@@ -114,8 +115,10 @@ def sliding_window_inference(
         The output on ``device`` (a MONAI ``MetaTensor`` with the input's metadata if the input
         was one), and the :class:`WindowStats` if ``return_stats``.
 
-    Peak memory is the input, the output (``B*N`` bytes in label mode), a band of cell buffers
-    ``~4*(C+1)*(2*P0 - step0)*N/S0`` bytes and one window batch; see the module docstring.
+    Peak memory is the input, the output (``B*N`` bytes in label mode), a band of live cells
+    ``4*(C+1)*[(P_a - t_a)*N/S_a + P_a*P_b*N/(S_a*S_b)]`` bytes (stream axis ``a``, next axis
+    ``b``, step ``t``) and one window batch; never the class scores of the whole volume. See the
+    module docstring and docs/inference.md.
     """
     inputs, meta = _strip_meta(inputs)
     _check_options(inputs, batch_size, output, activation, average, background)
@@ -124,7 +127,7 @@ def sliding_window_inference(
     patch = resolve_patch_size(patch_size, image_size)
     _check_size_divisor(predictor, patch)
     device = torch.device(device) if device is not None else inputs.device
-    compute_device = _compute_device(compute_device, predictor, inputs)
+    compute_device = pick_compute_device(compute_device, predictor, inputs)
     padding = padding_for(image_size, patch)
     padded = _pad(inputs, padding, padding_mode, cval)
     padded_size = tuple(padded.shape[2:])
@@ -148,9 +151,9 @@ def sliding_window_inference(
     weights = importance_map(patch, mode, sigma_scale, device)
     weights_compute = weights.to(compute_device)
     flips = [
-        tuple(axis + 2 for axis in axes)
+        tuple(axis + 2 for axis in flipped)
         for count in range(1, len(mirror_axes or ()) + 1)
-        for axes in itertools.combinations(sorted(set(mirror_axes)), count)
+        for flipped in itertools.combinations(sorted(set(mirror_axes)), count)
     ]
     if any(not 0 <= dim - 2 < spatial_dims for dims in flips for dim in dims):
         raise ConfigError(
@@ -185,7 +188,7 @@ def sliding_window_inference(
         stitcher = make_stitcher(int(channels))
     cursor = 0
 
-    def consume(keys: list[tuple[int, tuple]], transfer: _Transfer):
+    def consume(keys: list[tuple[int, tuple]], transfer: Transfer):
         nonlocal cursor, stitcher
         scores = transfer.wait()
         if stitcher is None:
@@ -202,15 +205,19 @@ def sliding_window_inference(
             stitcher.add(*key, window_scores, weights)
             cursor += 1
 
-    with torch.no_grad(), _progress(len(todo), progress) as bar:
+    with torch.no_grad(), Progress(len(todo), progress) as bar:
         pending = None
         for first in range(0, len(todo), batch_size):
             keys = todo[first : first + batch_size]
-            batch = _gather(padded, keys, starts, patch, compute_device)
-            transfer = _Transfer(predict(batch), device)
+            batch = gather(padded, keys, starts, patch, compute_device)
+            transfer = Transfer(predict(batch), device)
             if pending is not None:
                 consume(*pending)
-            pending = (keys, transfer)
+                pending = None
+            if transfer.event is None:  # synchronous: stitch now, hold one batch at a time
+                consume(keys, transfer)
+            else:  # stitch this batch while the device computes the next one
+                pending = (keys, transfer)
             bar.update(len(keys))
         if pending is not None:
             consume(*pending)
@@ -221,25 +228,6 @@ def sliding_window_inference(
         logger.info("skipped %d of %d windows as background", stats.skipped, stats.windows)
     result = _restore_meta(stitcher.out, meta)
     return (result, stats) if return_stats else result
-
-
-class _Transfer:
-    """A (possibly asynchronous) copy of ``tensor`` to ``device``; :meth:`wait` before use."""
-
-    def __init__(self, tensor: torch.Tensor, device: torch.device):
-        self.event = None
-        if tensor.device == device:
-            self.tensor = tensor
-            return
-        self.tensor = tensor.to(device, non_blocking=True)
-        if tensor.device.type == "cuda":
-            self.event = torch.cuda.Event()
-            self.event.record()
-
-    def wait(self) -> torch.Tensor:
-        if self.event is not None:
-            self.event.synchronize()
-        return self.tensor
 
 
 def _call(predictor, batch, stats: WindowStats, activation: str | None) -> torch.Tensor:
@@ -266,25 +254,6 @@ def _call(predictor, batch, stats: WindowStats, activation: str | None) -> torch
     if activation == "sigmoid":
         return torch.sigmoid(result)
     return result.clone() if result.data_ptr() == batch.data_ptr() else result
-
-
-def _gather(padded, keys, starts, patch, device) -> torch.Tensor:
-    windows = [
-        padded[
-            (
-                item,
-                slice(None),
-                *(slice(starts[d][k], starts[d][k] + patch[d]) for d, k in enumerate(window)),
-            )
-        ]
-        for item, window in keys
-    ]
-    batch = torch.stack(windows)
-    if batch.device == device:
-        return batch
-    if batch.device.type == "cpu" and device.type == "cuda":
-        return batch.pin_memory().to(device, non_blocking=True)
-    return batch.to(device)
 
 
 def _background_windows(inputs, order, starts, patch, padding, skip_below, skip_mask) -> set:
@@ -338,17 +307,6 @@ def _pad(inputs, padding, padding_mode, cval) -> torch.Tensor:
     return F.pad(inputs, flat, mode=padding_mode)
 
 
-def _compute_device(compute_device, predictor, inputs) -> torch.device:
-    if compute_device is not None:
-        return torch.device(compute_device)
-    network = getattr(predictor, "func", predictor)  # functools.partial(network, ...)
-    if isinstance(network, nn.Module):
-        parameter = next(network.parameters(), None)
-        if parameter is not None:
-            return parameter.device
-    return inputs.device
-
-
 def _check_size_divisor(predictor, patch) -> None:
     divisor = getattr(predictor, "size_divisor", None)
     if isinstance(divisor, int) and divisor > 1 and any(p % divisor for p in patch):
@@ -392,25 +350,3 @@ def _restore_meta(result: torch.Tensor, meta):
     wrapped = type(meta)(result)
     wrapped.copy_meta_from(meta, copy_attr=False)
     return wrapped
-
-
-class _progress:
-    """tqdm over windows when ``enabled``; a no-op otherwise (tqdm is imported only then)."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, unit="window", desc="sliding window", leave=False)
-
-    def update(self, count: int):
-        if self.bar is not None:
-            self.bar.update(count)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
