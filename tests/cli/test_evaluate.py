@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from medseg3d.cli.main import main
 from medseg3d.io import save_volume
 from medseg3d.io.volume import Volume
 
@@ -23,6 +25,19 @@ def cube(shift=0, value=1, shape=(20, 20, 20)):
 
 def write(path, array, affine=AFFINE):
     return save_volume(Volume(array, affine), path, is_label=True)
+
+
+@pytest.fixture
+def medseg(capsys):
+    """The command line in this process (the subprocess tests cover the process boundary),
+    returning what ``subprocess.run`` would: returncode, stdout, stderr."""
+
+    def run(*args):
+        code = main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+    return run
 
 
 def read_csv(path):
@@ -57,7 +72,7 @@ def test_known_dice_iou_hd95_for_a_shifted_cube(cli, tmp_path):
     assert "summary over 1 case" in result.stdout
 
 
-def test_hd95_and_asd_agree_with_monai(cli, tmp_path):
+def test_hd95_and_asd_agree_with_monai(medseg, tmp_path):
     monai_metrics = pytest.importorskip("monai.metrics")
     import torch
 
@@ -68,7 +83,7 @@ def test_hd95_and_asd_agree_with_monai(cli, tmp_path):
     pred[rng.random(gt.shape) < 0.05] ^= 1  # scattered errors, some far from the surface
     write(tmp_path / "gt.nii.gz", gt)
     write(tmp_path / "pred.nii.gz", pred)
-    result = cli(
+    result = medseg(
         "evaluate",
         "--pred",
         tmp_path / "pred.nii.gz",
@@ -89,7 +104,7 @@ def test_hd95_and_asd_agree_with_monai(cli, tmp_path):
     assert float(row["asd_mm"]) == pytest.approx(float(asd), rel=1e-4)
 
 
-def test_folders_are_matched_by_case_name(cli, tmp_path):
+def test_folders_are_matched_by_case_name(medseg, tmp_path):
     (tmp_path / "gt").mkdir()
     (tmp_path / "pred").mkdir()
     two = cube(value=1) + cube(shift=0, value=1, shape=(20, 20, 20)) * 0
@@ -100,7 +115,7 @@ def test_folders_are_matched_by_case_name(cli, tmp_path):
     write(tmp_path / "pred" / "liver_002_0000_seg.nii.gz", cube(shift=2))  # nnU-Net channel suffix
     write(tmp_path / "pred" / "liver_003_seg.nii.gz", cube())  # no reference: ignored
     (tmp_path / "gt" / "notes.txt").write_text("not a label map")
-    result = cli(
+    result = medseg(
         "evaluate",
         "--pred",
         tmp_path / "pred",
@@ -128,14 +143,14 @@ def test_folders_are_matched_by_case_name(cli, tmp_path):
     )  # mean Dice
 
 
-def test_label_names_from_dataset_json(cli, tmp_path):
+def test_label_names_from_dataset_json(medseg, tmp_path):
     (tmp_path / "labelsTr").mkdir()
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "spleen": 1}}))
     write(tmp_path / "labelsTr" / "s_01.nii.gz", cube())
     write(tmp_path / "p.nii.gz", cube())
     (tmp_path / "preds").mkdir()
     write(tmp_path / "preds" / "s_01.nii.gz", cube())
-    result = cli(
+    result = medseg(
         "evaluate",
         "--pred",
         tmp_path / "preds",
@@ -148,7 +163,7 @@ def test_label_names_from_dataset_json(cli, tmp_path):
     assert read_csv(tmp_path / "r.csv")[0]["label"] == "spleen"
 
 
-def test_geometry_mismatch_is_an_error_not_a_resampling(cli, tmp_path):
+def test_geometry_mismatch_is_an_error_not_a_resampling(cli, medseg, tmp_path):
     gt = write(tmp_path / "gt.nii.gz", cube())
     shifted = AFFINE.copy()
     shifted[0, 3] = 1.0  # moved by 1 mm
@@ -157,18 +172,18 @@ def test_geometry_mismatch_is_an_error_not_a_resampling(cli, tmp_path):
     assert result.returncode != 0
     assert "different grids" in result.stderr and "Traceback" not in result.stderr
     small = write(tmp_path / "small.nii.gz", cube(shape=(20, 20, 19)))
-    result = cli("evaluate", "--pred", small, "--gt", gt)
+    result = medseg("evaluate", "--pred", small, "--gt", gt)
     assert result.returncode != 0 and "shape" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_bad_case_in_a_folder_is_reported_and_the_rest_evaluated(cli, tmp_path):
+def test_a_bad_case_in_a_folder_is_reported_and_the_rest_evaluated(medseg, tmp_path):
     (tmp_path / "gt").mkdir()
     (tmp_path / "pred").mkdir()
     for case in ("a", "b"):
         write(tmp_path / "gt" / f"{case}.nii.gz", cube())
     write(tmp_path / "pred" / "a.nii.gz", cube())
     write(tmp_path / "pred" / "b.nii.gz", cube(shape=(20, 20, 21)))
-    result = cli(
+    result = medseg(
         "evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "-o", tmp_path / "r.csv"
     )
     assert result.returncode == 1
@@ -176,19 +191,19 @@ def test_a_bad_case_in_a_folder_is_reported_and_the_rest_evaluated(cli, tmp_path
     assert [row["case"] for row in read_csv(tmp_path / "r.csv")] == ["a"]
 
 
-def test_missing_predictions_and_paths(cli, tmp_path):
+def test_missing_predictions_and_paths(medseg, tmp_path):
     (tmp_path / "gt").mkdir()
     (tmp_path / "pred").mkdir()
     write(tmp_path / "gt" / "a.nii.gz", cube())
-    result = cli("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
+    result = medseg("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
     assert (
         result.returncode != 0
         and "no prediction" in result.stderr
         and "Traceback" not in result.stderr
     )
-    result = cli(
+    result = medseg(
         "evaluate", "--pred", tmp_path / "nowhere.nii.gz", "--gt", tmp_path / "gt" / "a.nii.gz"
     )
     assert result.returncode != 0 and "does not exist" in result.stderr
-    result = cli("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt" / "a.nii.gz")
+    result = medseg("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt" / "a.nii.gz")
     assert result.returncode != 0 and "both be files or both be folders" in result.stderr

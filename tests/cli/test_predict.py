@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import matplotlib.image
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 import yaml
 from scipy import ndimage
 
+from medseg3d.cli.main import main
 from medseg3d.inference.model_folder import MODEL_FILE, WEIGHTS_FILE, save_model_folder
 from medseg3d.io import load_volume, save_volume, write_dicom_series
 from medseg3d.io.volume import Volume
@@ -72,6 +74,19 @@ def ct_like(shape=(30, 26, 12), seed=0):
     return (image + rng.normal(0, 30, shape)).astype(np.float32)
 
 
+@pytest.fixture
+def medseg(capsys):
+    """The same command line in this process (cheaper than a subprocess; the subprocess tests
+    cover the process boundary), returning what ``subprocess.run`` would."""
+
+    def run(*args):
+        code = main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return make_unet_folder(tmp_path_factory.mktemp("model") / "unet")
@@ -126,7 +141,7 @@ def test_oblique_nifti_into_a_folder_with_every_output(cli, tmp_path, model_dir,
     assert "mL" in result.stdout and "liver" in result.stdout and "cpu" in result.stdout
 
 
-def test_dicom_series_in_nifti_and_dicom_seg_out(cli, tmp_path):
+def test_dicom_series_in_nifti_and_dicom_seg_out(cli, medseg, tmp_path):
     pydicom = pytest.importorskip("pydicom")
     model = make_unet_folder(tmp_path / "m", head_bias=[0.0, 50.0, 0.0])  # liver everywhere
     series = tmp_path / "series"
@@ -140,7 +155,7 @@ def test_dicom_series_in_nifti_and_dicom_seg_out(cli, tmp_path):
     assert mask.spatial_shape == reference.spatial_shape
     np.testing.assert_allclose(mask.affine, reference.affine, atol=1e-5)
     assert (mask.array == 1).all()
-    result = cli(
+    result = medseg(
         "predict", "-i", series, "-o", tmp_path / "out", "-m", model, "--format", "dicom-seg"
     )
     assert result.returncode == 0, result.stderr
@@ -149,11 +164,11 @@ def test_dicom_series_in_nifti_and_dicom_seg_out(cli, tmp_path):
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == reference.meta["series_uid"]
 
 
-def test_largest_component_and_tta_change_the_output(cli, tmp_path, model_dir, scan):
+def test_largest_component_and_tta_change_the_output(medseg, tmp_path, model_dir, scan):
     runs = {}
     for name, flags in {"plain": [], "largest": ["--largest-component"], "tta": ["--tta"]}.items():
         output = tmp_path / f"{name}.nii.gz"
-        result = cli(
+        result = medseg(
             "predict", "-i", scan, "-o", output, "-m", model_dir, "--patch-size", "16", *flags
         )
         assert result.returncode == 0, result.stderr
@@ -169,14 +184,22 @@ def test_largest_component_and_tta_change_the_output(cli, tmp_path, model_dir, s
     )  # an untrained net is not mirror-symmetric
 
 
-def test_tampered_and_foreign_checkpoints_are_refused(cli, tmp_path, scan):
+def test_tampered_and_foreign_checkpoints_are_refused(cli, medseg, tmp_path, scan):
     model = make_unet_folder(tmp_path / "m")
     state = torch.load(model / WEIGHTS_FILE, weights_only=True)
     state["decoder.heads.0.bias"] += 1
     torch.save(state, model / WEIGHTS_FILE)
-    result = cli("predict", "-i", scan, "-o", tmp_path / "x.nii.gz", "-m", model)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
+    result = medseg("predict", "-i", scan, "-o", tmp_path / "x.nii.gz", "-m", model)
+    assert result.returncode != 0
     assert "modified or replaced" in result.stderr and WEIGHTS_FILE in result.stderr
+    # another architecture's weights (a consistent sha256): the message says what does not fit
+    other = make_unet_folder(tmp_path / "other")
+    document = yaml.safe_load((other / MODEL_FILE).read_text())
+    document["model"]["options"] = {"features": 8, "depth": 2}
+    (other / MODEL_FILE).write_text(yaml.safe_dump(document))
+    result = medseg("predict", "-i", scan, "-o", tmp_path / "x.nii.gz", "-m", other)
+    assert result.returncode != 0
+    assert "shape mismatches" in result.stderr and "another model" in result.stderr
     # a pickle that would run code: forged together with a matching sha256
     marker = tmp_path / "executed"
     payload = (
@@ -198,7 +221,7 @@ def test_tampered_and_foreign_checkpoints_are_refused(cli, tmp_path, scan):
     assert not (tmp_path / "x.nii.gz").exists()
 
 
-def test_clear_errors_without_tracebacks(cli, tmp_path, model_dir, scan):
+def test_clear_errors_without_tracebacks(cli, medseg, tmp_path, model_dir, scan):
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"\x1f\x8b not really a gzip file")
     cases = {
@@ -221,7 +244,8 @@ def test_clear_errors_without_tracebacks(cli, tmp_path, model_dir, scan):
         ),
     }
     for name, (arguments, expected) in cases.items():
-        result = cli("predict", *arguments)
+        run = cli if name == "missing model" else medseg  # one through a real process
+        result = run("predict", *arguments)
         assert result.returncode != 0, name
         assert "Traceback" not in result.stderr, name
         assert expected in result.stderr, (name, result.stderr)
