@@ -15,10 +15,12 @@ re-preprocesses all; an interrupted build resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from medseg3d.data.dataset import Case, DatasetSpec
 from medseg3d.data.plan import Plan
 from medseg3d.data.preprocess import RestoreInfo, preprocess
 from medseg3d.errors import DatasetError
-from medseg3d.io.atomic import atomic_path, atomic_write_text
+from medseg3d.io.atomic import TEMP_MARK, atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ def build_cache(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_old_temporaries(folder)
     cases = spec.cases if case_ids is None else [spec.case(i) for i in case_ids]
     stale = [case for case in cases if not _is_current(folder, case, plan)]
     if stale:
@@ -155,6 +158,16 @@ def cached_case_ids(folder: str | os.PathLike) -> list[str]:
 def cached_plan(folder: str | os.PathLike) -> Plan:
     """The plan a cache was built with."""
     return Plan.from_dict(_read_index(Path(folder))["plan"])
+
+
+def _remove_old_temporaries(folder: Path, age_seconds: float = 3600.0) -> None:
+    """Delete temporary files of builds killed long ago; a build running beside this one
+    (several folds sharing one cache) writes its files within seconds and is left alone."""
+    now = time.time()
+    for temporary in folder.glob(f"{TEMP_MARK}*"):
+        with contextlib.suppress(OSError):
+            if now - temporary.stat().st_mtime > age_seconds:
+                temporary.unlink()
 
 
 def _read_index(folder: Path) -> dict[str, Any]:

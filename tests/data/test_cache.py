@@ -102,3 +102,15 @@ def test_class_locations_sample_large_classes():
     assert len(locations[1]) == 10_000 and len(locations[3]) == 1
     assert len(np.unique(locations[1], axis=0)) == 10_000
     np.testing.assert_array_equal(class_locations(label)[1], locations[1])  # seeded
+
+
+def test_old_temporaries_of_killed_builds_are_removed(dataset, tmp_path):
+    spec, plan = dataset
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    old, fresh = folder / ".medseg3d-tmp-old.npy", folder / ".medseg3d-tmp-fresh.npy"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(old, (0, 0))
+    build_cache(spec, plan, folder, progress=False)
+    assert not old.exists() and fresh.exists()  # a concurrent build's file is left alone
