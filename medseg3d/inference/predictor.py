@@ -179,17 +179,20 @@ class Predictor:
         seconds["preprocess"], clock = _lap(clock)
 
         tensor = torch.from_numpy(np.ascontiguousarray(case.image, dtype=np.float32))[None]
+        restore = case.restore
+        del case  # the preprocessed image is not needed any more: free it before restoring
         output = self._infer(tensor, "probabilities" if probabilities else "labels")
+        del tensor
         seconds["inference"], clock = _lap(clock)
 
         probability_volume = None
         if probabilities:
-            probability_volume = restore_probabilities(output[0].numpy(), case.restore)
+            probability_volume = restore_probabilities(output[0].numpy(), restore)
             probability_volume.meta["class_values"] = list(self._values)
             scores = probability_volume.channel_first()
             indices = (scores[0] > 0.5) if len(scores) == 1 else np.argmax(scores, axis=0)
         else:
-            indices = np.asarray(restore_labels(output[0].numpy(), case.restore).array)
+            indices = np.asarray(restore_labels(output[0].numpy(), restore).array)
         array = self._values_of(indices.astype(np.int64 if max(self._values) > 255 else np.uint8))
         seconds["restore"], clock = _lap(clock)
 
@@ -235,12 +238,16 @@ class Predictor:
 
     # --- steps --------------------------------------------------------------------------------
     def _read(self, image: Inputs, series: str | None) -> list[Volume]:
-        from medseg3d.io import load_volume
+        from medseg3d.io import check_finite, load_volume
 
         sources = list(image) if isinstance(image, (list, tuple)) else [image]
         volumes = []
         for source in sources:
-            volume = source if isinstance(source, Volume) else load_volume(source, series=series)
+            if isinstance(source, Volume):
+                check_finite(source)
+                volume = source
+            else:
+                volume = load_volume(source, series=series)
             if volume.has_channels:
                 volumes += [
                     volume.with_array(volume.array[..., c]) for c in range(volume.num_channels)
