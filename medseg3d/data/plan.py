@@ -149,7 +149,7 @@ def make_plan(
     plan = Plan(
         spatial_dims=fingerprint.spatial_dims,
         orientation=fingerprint.orientation,
-        target_spacing=[round(float(s), 5) for s in target],  # no float32 header noise
+        target_spacing=[_short(s) for s in target],  # no float32 header noise
         normalization=normalization,
         patch_size=patch_size,
         labels=dict(fingerprint.labels),
@@ -202,9 +202,9 @@ def _normalization(channel_name: str, stats: dict[str, float]) -> dict[str, Any]
     if name == "ct":
         return {
             "scheme": "ct",
-            "clip": [round(stats["percentile_00_5"], 4), round(stats["percentile_99_5"], 4)],
-            "mean": round(stats["mean"], 4),
-            "std": round(max(stats["std"], 1e-8), 4),
+            "clip": [_short(stats["percentile_00_5"]), _short(stats["percentile_99_5"])],
+            "mean": _short(stats["mean"]),
+            "std": _short(max(stats["std"], 1e-8)),
         }
     if name in ("nonorm", "none"):
         return {"scheme": "none"}
@@ -213,6 +213,11 @@ def _normalization(channel_name: str, stats: dict[str, float]) -> dict[str, Any]
     if name == "zscore":
         return {"scheme": "zscore"}
     return {"scheme": "zscore_nonzero"}
+
+
+def _short(value: float) -> float:
+    """``value`` to 7 significant digits: readable YAML, far below any meaningful difference."""
+    return float(f"{float(value):.7g}")
 
 
 def _plain(value: Any) -> Any:

@@ -58,10 +58,11 @@ def test_plan_from_fingerprint_ct(ct_folder):
     assert plan.orientation == "RAS" and plan.spatial_dims == 3
     norm = plan.normalization[0]
     assert norm["scheme"] == "ct"
-    assert norm["clip"] == [
-        round(fingerprint.intensity[0]["percentile_00_5"], 4),
-        round(fingerprint.intensity[0]["percentile_99_5"], 4),
-    ]
+    assert norm["clip"] == pytest.approx(
+        [fingerprint.intensity[0]["percentile_00_5"], fingerprint.intensity[0]["percentile_99_5"]],
+        rel=1e-6,
+    )
+    assert norm["std"] == pytest.approx(fingerprint.intensity[0]["std"], rel=1e-6)
     assert all(p % 8 == 0 for p in plan.patch_size) and math.prod(plan.patch_size) <= 16**3
     assert plan.num_classes == 3 and plan.labels["kidney"] == 2
 
