@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from medseg3d.errors import ConfigError, FileNotFoundMedsegError, OutputError
@@ -74,7 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", metavar="FILE", help="write label volumes, timing and device as JSON"
     )
-    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar over the windows (default: when stderr is a terminal)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         tta=args.tta,
         patch_size=args.patch_size,
-        progress=args.progress,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
         largest_component=args.largest_component,
         fill_holes=args.fill_holes,
     )
