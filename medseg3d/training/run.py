@@ -200,11 +200,11 @@ def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, pr
             cache_dir, val_ids, patch_size=patch_size, labels=plan.labels, device=device,
             overlap=config["validation"]["overlap"], batch_size=batch_size,
         )
-    extras = _extras(config, model, plan, device)
+    term = _term(config, plan, patch_size, device)
     trainer = Trainer(
         model=network, loss=loss, optimizer=optimizer, scheduler=scheduler, batches=batches,
         validator=validator, config=config, run_dir=run_dir, device=device, dist_info=dist_info,
-        progress=progress, **extras,
+        progress=progress, term=term,
     )
     if resume:
         trainer.resume()
@@ -224,14 +224,13 @@ def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, pr
     )
 
 
-def _extras(config, model, plan, device) -> dict[str, Any]:
-    """Optional additions to the training step (the adversarial term)."""
+def _term(config, plan: Plan, patch_size, device):
+    """The optional adversarial term (off by default)."""
     if not config["adversarial"]["enabled"]:
-        return {}
+        return None
     from medseg3d.training.adversarial import AdversarialTerm
 
-    term = AdversarialTerm(config, model, plan, device)
-    return {"extra_step": term.step, "extra_state": term.state_dict, "load_extra_state": term.load_state_dict}
+    return AdversarialTerm.from_config(config, plan, patch_size, device)
 
 
 def _default_rotation(spatial_dims: int) -> float:

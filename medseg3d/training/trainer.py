@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from medseg3d.errors import CheckpointError
 from medseg3d.io.atomic import atomic_write_text
 from medseg3d.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from medseg3d.training.distributed import DistInfo, barrier, broadcast_object
@@ -31,6 +32,20 @@ logger = logging.getLogger(__name__)
 Batch = dict[str, torch.Tensor]
 #: ``validator(model) -> {"dice": mean foreground Dice, "dice/<label>": ...}``
 Validator = Callable[[nn.Module], dict[str, float]]
+
+
+class TrainingTerm(Protocol):
+    """An addition to the training step with its own state (e.g. the adversarial term)."""
+
+    def generator_loss(self, image, label, output, iteration: int) -> torch.Tensor | None:
+        """Added to the segmentation loss before the backward pass (inside autocast)."""
+
+    def after_step(self, image, label, output, iteration: int) -> dict[str, float]:
+        """Runs after the network's optimizer step (e.g. a discriminator update)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -71,9 +86,7 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         dist_info: DistInfo = DistInfo(),
-        extra_step: Callable[..., dict[str, float]] | None = None,
-        extra_state: Callable[[], dict[str, Any]] | None = None,
-        load_extra_state: Callable[[dict[str, Any]], None] | None = None,
+        term: TrainingTerm | None = None,
         progress: bool = True,
     ):
         self.model = model
@@ -86,9 +99,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = device
         self.dist = dist_info
-        self.extra_step = extra_step
-        self.extra_state = extra_state
-        self.load_extra_state = load_extra_state
+        self.term = term
         self.progress = progress and dist_info.is_main
         self.state = TrainState()
         training = config["training"]
@@ -114,8 +125,8 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "config": self.config,
         }
-        if self.extra_state is not None:
-            state["extra"] = self.extra_state()
+        if self.term is not None:
+            state["term"] = self.term.state_dict()
         return state
 
     def resume(self, path: Path | None = None) -> None:
@@ -125,8 +136,10 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
-        if self.load_extra_state is not None and "extra" in payload:
-            self.load_extra_state(payload["extra"])
+        if self.term is not None:
+            if "term" not in payload:
+                raise CheckpointError("the checkpoint has no state of the extra training term (was it trained without it?)")
+            self.term.load_state_dict(payload["term"])
         self.state = TrainState(
             iteration=int(payload["iteration"]),
             best_score=float(payload["best_score"]),
@@ -151,9 +164,16 @@ class Trainer:
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
+        iteration = self.state.iteration
+        metrics: dict[str, float] = {}
         with autocast:
             output = self.model(image)
             loss = self.loss(output, label)
+            if self.term is not None:
+                extra = self.term.generator_loss(image, label, output, iteration)
+                if extra is not None:
+                    metrics["seg_loss"] = float(loss.detach())
+                    loss = loss + extra
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss.item()} at iteration {self.state.iteration}")
         self.scaler.scale(loss).backward()
@@ -164,9 +184,9 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        metrics = {"loss": float(loss.detach())}
-        if self.extra_step is not None:
-            metrics.update(self.extra_step(image=image, label=label, output=output, iteration=self.state.iteration))
+        metrics["loss"] = float(loss.detach())
+        if self.term is not None:
+            metrics.update(self.term.after_step(image, label, output, iteration))
         return metrics
 
     # --- the loop ---------------------------------------------------------------------------
