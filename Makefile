@@ -13,9 +13,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 
+# torch first (the CPU build on machines that have it on disk, the matching PyPI build elsewhere),
+# then the package with the extras the tests use (dev: pytest/ruff/ignite, distributed: ray,
+# docs: mkdocs-material for the strict docs build).
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,distributed,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,7 +39,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install -e ".[bench]"
-	$(PY) benchmarks/bench_models.py
+	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
