@@ -1,4 +1,4 @@
-"""Tiny model folders and case folders for the batch tests (shared with tests/cli/test_batch.py)."""
+"""Tiny model folders and case folders for the batch tests (imported as tests.batch.batch_helpers, also by tests/cli/test_batch.py)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from batch_helpers import affine, image, write_case
 
 from medseg3d.batch.cases import (
     BatchCase,
@@ -20,6 +19,7 @@ from medseg3d.batch.cases import (
 from medseg3d.batch.manifest import read_manifest
 from medseg3d.errors import BatchInputError, ConfigError
 from medseg3d.io import Volume, write_dicom_series
+from tests.batch.batch_helpers import affine, image, write_case
 
 
 def ids(case_list: CaseList) -> list[str]:

@@ -9,13 +9,13 @@ import tempfile
 
 import nibabel as nib
 import numpy as np
-from batch_helpers import affine, truncate, write_case
 
 from medseg3d.batch.cases import BatchCase
 from medseg3d.batch.outputs import check_output
 from medseg3d.batch.report import BatchReport, CaseResult, read_report
 from medseg3d.batch.steps import remove_own_temporaries
 from medseg3d.io.atomic import TEMP_MARK
+from tests.batch.batch_helpers import affine, truncate, write_case
 
 
 def test_report_lists_cases_in_batch_order_and_is_rewritten_as_cases_finish(tmp_path):

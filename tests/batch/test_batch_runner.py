@@ -8,7 +8,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from batch_helpers import (
+
+from medseg3d.batch import EXIT_CASES_FAILED, BatchReport, collect_cases, run_batch, run_local
+from medseg3d.batch.api import folder_lock, report_name
+from medseg3d.batch.engine import CaseEngine
+from medseg3d.batch.report import read_report
+from medseg3d.errors import OutputError
+from medseg3d.inference.predictor import Predictor
+from medseg3d.io import Volume, load_volume, write_dicom_series
+from tests.batch.batch_helpers import (
     CRASH_CASE,
     LABELS,
     affine,
@@ -20,14 +28,6 @@ from batch_helpers import (
     truncate,
     write_case,
 )
-
-from medseg3d.batch import EXIT_CASES_FAILED, BatchReport, collect_cases, run_batch, run_local
-from medseg3d.batch.api import folder_lock, report_name
-from medseg3d.batch.engine import CaseEngine
-from medseg3d.batch.report import read_report
-from medseg3d.errors import OutputError
-from medseg3d.inference.predictor import Predictor
-from medseg3d.io import Volume, load_volume, write_dicom_series
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "batch"))
-from batch_helpers import SHAPE, make_case_folder, make_model_folder, write_case  # noqa: E402
-
-from medseg3d.batch import run_batch  # noqa: E402
-from medseg3d.io.atomic import TEMP_MARK  # noqa: E402
+from medseg3d.batch import run_batch
+from medseg3d.io.atomic import TEMP_MARK
+from tests.batch.batch_helpers import SHAPE, make_case_folder, make_model_folder, write_case
 
 EXIT_CASES_FAILED = 3
 CASES = 8
