@@ -123,6 +123,8 @@ class Predictor:
         largest_component: bool | Sequence[int] = False,
         fill_holes: bool | Sequence[int] = False,
     ):
+        import medseg3d.data.preprocess
+        import medseg3d.transforms  # noqa: F401  (imported by preprocessing; load it once, here)
         from medseg3d.data.plan import Plan
 
         self.device = select_device(device)
