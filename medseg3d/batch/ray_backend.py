@@ -11,7 +11,8 @@ exists and is valid, and write outputs atomically.
 
 Inputs, outputs and the model folder must be reachable under the same paths from every node (a
 shared file system), as for any batch job on a cluster. An actor that dies (killed for memory, a
-crash in a native library) fails only the cases it held; Ray restarts it and the batch goes on.
+crash in a native library) is restarted by Ray; the cases it held are retried once elsewhere, and
+only a case on which a second actor dies is failed.
 
 Ray is an optional dependency (``pip install medseg3d[distributed]``), imported only here and only
 when this backend is used.
@@ -177,47 +178,67 @@ def _start_actors(ray, model_dir, device, options, out_dir, overwrite, workers):
 
 
 def _distribute(ray, actors, queue: list[BatchCase], out_dir: Path, record) -> None:
-    """Keep every actor busy with up to :data:`CASES_PER_ACTOR` cases until all are done."""
-    in_flight: dict[Any, tuple[BatchCase, Any]] = {}
+    """Keep every actor busy with up to :data:`CASES_PER_ACTOR` cases until all are done.
+
+    A case whose actor died is retried once, alone on an idle actor (it may only have been
+    queued behind the case that killed the actor); a case on which a second actor dies is failed.
+    """
+    in_flight: dict[Any, tuple[BatchCase, int]] = {}
     load = {index: 0 for index in range(len(actors))}
     alive = set(load)
+    retries: list[BatchCase] = []
+    retried: set[str] = set()
+    isolated: dict[int, str] = {}  # actor -> the retried case it runs alone
 
-    def submit(index: int) -> None:
-        case = queue.pop(0)
+    def submit(index: int, case: BatchCase) -> None:
         in_flight[actors[index].run.remote(case)] = (case, index)
         load[index] += 1
 
     try:
-        while queue or in_flight:
+        while queue or retries or in_flight:
             for index in sorted(alive):
+                if retries and load[index] == 0:
+                    isolated[index] = retries[0].case_id
+                    submit(index, retries.pop(0))
+            for index in sorted(alive - set(isolated)):
                 while queue and load[index] < CASES_PER_ACTOR:
-                    submit(index)
+                    submit(index, queue.pop(0))
             if not in_flight:
                 break
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
                 case, index = in_flight.pop(ref)
                 load[index] -= 1
+                if isolated.get(index) == case.case_id:
+                    del isolated[index]
                 try:
                     result = CaseResult.from_dict(ray.get(ref))
                 except ray.exceptions.RayActorError as error:
+                    if not _actor_alive(ray, actors[index]):
+                        alive.discard(index)
+                    if case.case_id not in retried:
+                        retried.add(case.case_id)
+                        logger.warning(
+                            "case %s: its Ray worker died; retrying it alone", case.case_id
+                        )
+                        retries.append(case)
+                        continue
                     result = failed_result(
                         case,
                         out_dir,
                         RuntimeError(
-                            "the Ray worker died while processing this case (killed for memory "
-                            f"or crashed): {_root_cause(error)}"
+                            "the Ray worker died while processing this case, twice (killed for "
+                            f"memory or crashed): {_root_cause(error)}"
                         ),
                     )
-                    if not _actor_alive(ray, actors[index]):
-                        alive.discard(index)
                 except Exception as error:  # noqa: BLE001 - a task error fails this case only
                     result = failed_result(case, out_dir, error)
                 record(result)
-            if not alive and queue:
-                error = RuntimeError("every Ray worker died; no worker is left for this case")
-                while queue:
-                    record(failed_result(queue.pop(0), out_dir, error))
+        if queue or retries:
+            error = RuntimeError("every Ray worker died; no worker is left for this case")
+            for case in retries + queue:
+                record(failed_result(case, out_dir, error))
+            queue.clear()
     finally:
         for ref in in_flight:
             ray.cancel(ref, force=False)
