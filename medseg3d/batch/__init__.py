@@ -8,10 +8,11 @@ is valid, record every case (done, skipped, failed with its error) in ``report.c
 """
 
 from medseg3d.batch.api import collect_cases, run_batch
-from medseg3d.batch.cases import BatchCase, discover_cases, parse_shard, select_shard
+from medseg3d.batch.cases import BatchCase, discover_cases
 from medseg3d.batch.manifest import read_manifest
 from medseg3d.batch.report import BatchReport, CaseResult
 from medseg3d.batch.runner import EXIT_CASES_FAILED, BatchSummary, run_local
+from medseg3d.batch.shards import parse_shard, select_shard
 
 __all__ = [
     "EXIT_CASES_FAILED",

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from medseg3d.batch.cases import BatchCase, check_cases, discover_cases, select_shard
+from medseg3d.batch.cases import BatchCase, check_cases, discover_cases
 from medseg3d.batch.manifest import is_manifest, read_manifest
 from medseg3d.batch.report import BatchReport, CaseResult
 from medseg3d.batch.runner import WORKER_TYPES, BatchSummary, run_local
+from medseg3d.batch.shards import select_shard
 from medseg3d.errors import ConfigError, FileNotFoundMedsegError, OutputError
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ has a stable id (the same folder gives the same ids on every run), from which it
   ``series_uid`` and ``output``).
 * :func:`check_cases` reports every problem (duplicate ids, missing files, clashing outputs,
   wrong channel counts) at once, before anything is computed.
-* :func:`select_shard` splits the cases deterministically for array jobs (Slurm ``--array``).
 """
 
 from __future__ import annotations
@@ -24,12 +23,12 @@ import logging
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medseg3d.errors import BatchInputError, ConfigError
+from medseg3d.errors import BatchInputError
 
 logger = logging.getLogger(__name__)
 
@@ -322,26 +321,3 @@ def _output_problems(case: BatchCase) -> list[str]:
 
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-# --- shards --------------------------------------------------------------------------------------
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N`` (0-based, like ``SLURM_ARRAY_TASK_ID`` with
-    ``--array=0-<N-1>``)."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-    if match is None:
-        raise ConfigError(f"--shard {text!r} must look like I/N, e.g. 0/4 (shard 0 of 4)")
-    index, count = int(match[1]), int(match[2])
-    if count < 1 or not 0 <= index < count:
-        raise ConfigError(
-            f"--shard {text}: I must be between 0 and N-1 (shards are numbered from 0), N >= 1"
-        )
-    return index, count
-
-
-def select_shard(cases: Sequence[BatchCase], index: int, count: int) -> list[BatchCase]:
-    """Shard ``index`` of ``count``: the cases sorted by id, dealt round-robin. Every case is in
-    exactly one shard, shard sizes differ by at most one, and the split depends only on the set
-    of case ids (not on the order they were found or listed in)."""
-    ordered = sorted(cases, key=lambda case: case.case_id)
-    return ordered[index::count]

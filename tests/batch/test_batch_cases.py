@@ -13,10 +13,9 @@ from medseg3d.batch.cases import (
     CaseList,
     check_cases,
     discover_cases,
-    parse_shard,
-    select_shard,
 )
 from medseg3d.batch.manifest import read_manifest
+from medseg3d.batch.shards import parse_shard, select_shard
 from medseg3d.errors import BatchInputError, ConfigError
 from medseg3d.io import Volume, write_dicom_series
 from tests.batch.batch_helpers import affine, image, write_case
