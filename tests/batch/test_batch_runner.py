@@ -167,3 +167,20 @@ def test_a_second_batch_into_the_same_folder_is_refused_but_shards_run_side_by_s
         shard = run_batch(cases, out, model_dir, device="cpu", shard=(1, 2))
     assert shard.counts["total"] == 1 and shard.report_csv.name == "report-shard1of2.csv"
     assert run_batch(cases, out, model_dir, device="cpu").counts["skipped"] == 1
+
+
+def test_multi_channel_cases_from_nnunet_named_files(tmp_path):
+    model = make_model_folder(tmp_path / "model2", channels=2, channel_names=("T2", "ADC"))
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for channel in range(2):  # both channels on one grid
+        nib.save(
+            nib.Nifti1Image(image(channel), affine(0)), str(cases / f"p1_{channel:04d}.nii.gz")
+        )
+    out = tmp_path / "out"
+    summary = run_batch(cases, out, model, device="cpu")
+    assert summary.counts["done"] == 1 and summary.exit_code == 0
+    expected = Predictor(model, device="cpu").predict(
+        [cases / "p1_0000.nii.gz", cases / "p1_0001.nii.gz"]
+    )
+    np.testing.assert_array_equal(load_volume(out / "p1.nii.gz").array, expected.array)
