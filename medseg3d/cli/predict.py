@@ -172,11 +172,16 @@ def case_name(path: Path) -> str:
 
 
 def _output_path(output: Path, case: str, requested: str) -> tuple[str, Path]:
-    is_folder = output.is_dir() or str(output).endswith(os.sep) or not _suffix_format(output)
+    is_folder = output.is_dir() or str(output).endswith(os.sep) or not output.suffix
     if is_folder:
         output_format = "nifti" if requested == "auto" else requested
         return output_format, output / f"{case}_seg{_LABEL_SUFFIXES[output_format]}"
     found = _suffix_format(output)
+    if found is None:
+        raise ConfigError(
+            f"-o {output}: unknown extension; use .nii.gz, .nii, .mha, .nrrd or .dcm (DICOM SEG), "
+            "or give a folder"
+        )
     if requested not in ("auto", found):
         raise ConfigError(
             f"--format {requested} does not match the output extension of {output} ({found})"

@@ -254,3 +254,24 @@ def test_clear_errors_without_tracebacks(cli, medseg, tmp_path, model_dir, scan)
         ]
         assert len(errors) == 1 and expected in errors[0], (name, result.stderr)
     assert load_volume(scan).array.shape == ct_like().shape  # the input is untouched
+
+
+def test_output_naming_rules(tmp_path):
+    from medseg3d.cli.predict import _output_path, case_name
+    from medseg3d.errors import ConfigError
+
+    assert case_name(tmp_path / "liver_007.nii.gz") == "liver_007"
+    assert case_name(tmp_path / "scan.MHA") == "scan"
+    (tmp_path / "CT_0001").mkdir()
+    assert case_name(tmp_path / "CT_0001") == "CT_0001"
+    assert _output_path(tmp_path / "seg.nii.gz", "c", "auto") == ("nifti", tmp_path / "seg.nii.gz")
+    assert _output_path(tmp_path / "seg.nrrd", "c", "auto") == ("nrrd", tmp_path / "seg.nrrd")
+    assert _output_path(tmp_path / "results", "c", "auto") == (
+        "nifti",
+        tmp_path / "results" / "c_seg.nii.gz",
+    )
+    assert _output_path(tmp_path, "c", "dicom-seg") == ("dicom-seg", tmp_path / "c_seg.dcm")
+    with pytest.raises(ConfigError, match="unknown extension"):
+        _output_path(tmp_path / "seg.png", "c", "auto")
+    with pytest.raises(ConfigError, match="does not match"):
+        _output_path(tmp_path / "seg.nii.gz", "c", "dicom-seg")
