@@ -239,6 +239,12 @@ class Predictor:
         return f"{spec['name']} {spec['spatial_dims']}D, labels: {names}"
 
     # --- steps --------------------------------------------------------------------------------
+    def read(self, image: Inputs, series: str | None = None) -> list[Volume]:
+        """The input as one single-channel Volume per model input channel (files are read with
+        :func:`medseg3d.io.load_volume`; 4D inputs are split). Raises for NaN/Inf voxels, the
+        wrong number of channels or dimensions."""
+        return self._read(image, series)
+
     def _read(self, image: Inputs, series: str | None) -> list[Volume]:
         from medseg3d.io import check_finite, load_volume
 

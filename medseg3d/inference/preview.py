@@ -68,7 +68,8 @@ def save_preview(
 
     figure = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi, facecolor="black")
     FigureCanvasAgg(figure)
-    views = _views(intensities, mask, centre, spacing)
+    world = (affine @ [*centre, 1.0])[:3]  # the slices' position in RAS+ mm
+    views = _views(intensities, mask, centre, spacing, world)
     for column, (name, picture, overlay, extent, sides) in enumerate(views):
         top = 0.8 if title else 0.86
         axes = figure.add_axes([column / 3 + 0.005, 0.1, 1 / 3 - 0.01, top])
@@ -147,7 +148,7 @@ def structure_centre(labels: np.ndarray) -> tuple[int, ...]:
     return tuple(int(c) for c in nearest)
 
 
-def _views(image: np.ndarray, mask: np.ndarray, centre, spacing):
+def _views(image: np.ndarray, mask: np.ndarray, centre, spacing, world):
     """(title, picture, overlay, extent in mm, side letters) per view; pictures are (rows, cols)
     for ``imshow(origin="lower")``: row 0 at the bottom."""
     x, y, z = centre
@@ -176,9 +177,9 @@ def _views(image: np.ndarray, mask: np.ndarray, centre, spacing):
         ("A", "P", "I", "S"),
     )
     return [
-        (f"axial (z={z})", *axial),
-        (f"coronal (y={y})", *coronal),
-        (f"sagittal (x={x})", *sagittal),
+        (f"axial  S {world[2]:.1f} mm", *axial),
+        (f"coronal  A {world[1]:.1f} mm", *coronal),
+        (f"sagittal  R {world[0]:.1f} mm", *sagittal),
     ]
 
 
