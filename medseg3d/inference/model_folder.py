@@ -31,7 +31,7 @@ import torch
 import yaml
 from torch import nn
 
-from medseg3d.errors import CheckpointError, ConfigError
+from medseg3d.errors import CheckpointError, ConfigError, MedsegError
 from medseg3d.io.atomic import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -180,6 +180,13 @@ def read_model_yaml(folder: str | os.PathLike) -> dict[str, Any]:
         document[key] = dict(document.get(key) or {})
     if not document["labels"]:
         raise CheckpointError("'labels' is empty; it must map label names to values", path=path)
+    bad = {
+        name: value
+        for name, value in document["labels"].items()
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0
+    }
+    if bad:
+        raise CheckpointError(f"'labels' values must be whole numbers >= 0, got {bad}", path=path)
     if "patch_size" not in document["inference"]:
         raise CheckpointError("'inference' lacks patch_size", path=path)
     if not isinstance(document.get("weights_sha256"), str):
@@ -282,9 +289,9 @@ def _build(spec: Mapping[str, Any], path: Path) -> nn.Module:
             int(spec["out_channels"]),
             **options,
         )
-    except ConfigError as error:
+    except MedsegError as error:
         raise CheckpointError(f"cannot build model {spec['name']!r}: {error}", path=path) from None
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise CheckpointError(
             f"model options do not fit {spec['name']!r}: {error}", path=path
         ) from None

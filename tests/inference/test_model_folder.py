@@ -253,3 +253,13 @@ def test_not_a_state_dict(tmp_path):
     torch.save([torch.zeros(2)], path)
     _replace_weights(folder, path.read_bytes())
     _refused(folder, "does not hold a state dict")
+
+
+def test_unknown_model_names_and_bad_labels_are_checkpoint_errors(tmp_path):
+    folder = make_model_folder(tmp_path / "model")
+    document = yaml.safe_load((folder / MODEL_FILE).read_text())
+    (folder / MODEL_FILE).write_text(yaml.safe_dump({**document, "labels": {"organ": "one"}}))
+    _refused(folder, "whole numbers")
+    document["model"]["name"] = "not_a_model"
+    (folder / MODEL_FILE).write_text(yaml.safe_dump(document))
+    _refused(folder, "cannot build model 'not_a_model'", "unknown model")
