@@ -253,7 +253,11 @@ def grid_sample(
     if kind not in _GRID_SAMPLE_MODE:
         raise ConfigError(f"unknown interpolation {kind!r}; choose one of: cubic, linear, nearest")
     return F.grid_sample(
-        x, grid, mode=_GRID_SAMPLE_MODE[kind], padding_mode=padding_mode, align_corners=align_corners
+        x,
+        grid,
+        mode=_GRID_SAMPLE_MODE[kind],
+        padding_mode=padding_mode,
+        align_corners=align_corners,
     )
 
 
