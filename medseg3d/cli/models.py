@@ -6,11 +6,9 @@ import argparse
 import inspect
 import json
 
-import torch
 import yaml
 
 from medseg3d.errors import ConfigError
-from medseg3d.nn import COMMON_OPTIONS, MODELS, build_model, model_options
 
 HELP = "list the available networks with their parameter counts and options"
 
@@ -20,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spatial-dims", type=int, default=3, choices=(2, 3))
     parser.add_argument("--in-channels", type=int, default=1)
     parser.add_argument("--out-channels", type=int, default=2)
-    parser.add_argument("--depth", type=int, default=COMMON_OPTIONS["depth"])
-    parser.add_argument("--features", type=int, default=COMMON_OPTIONS["features"])
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--features", type=int, default=32)
     parser.add_argument(
         "--option",
         "-o",
@@ -45,6 +43,10 @@ def _parse_options(pairs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch  # imported here: `medseg3d --help` and other commands stay fast
+
+    from medseg3d.nn import COMMON_OPTIONS, MODELS, build_model, model_options
+
     names = args.names or MODELS.names()
     for name in names:
         MODELS.get(name)  # unknown names: one error listing the models
