@@ -41,6 +41,12 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process: steadier than wall time on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def build_network(kind: str, classes: int, features: int) -> tuple[nn.Module, str]:
     from medseg3d.nn import layers
 
@@ -76,6 +82,7 @@ def worker(args) -> dict:
     image = torch.randn(1, 1, *args.shape, generator=generator)
     patch, batch = args.patch, args.batch_size
     baseline = peak_rss_bytes()
+    cpu_start = cpu_seconds()
     start = time.perf_counter()
     with torch.no_grad():
         if args.method == "monai":
@@ -94,6 +101,7 @@ def worker(args) -> dict:
             )
             windows = stats.windows
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu_start
     from monai.data.utils import dense_patch_slices
     from monai.inferers.utils import _get_scan_interval
 
@@ -108,6 +116,7 @@ def worker(args) -> dict:
         patch=patch,
         batch_size=batch,
         seconds=seconds,
+        cpu_seconds=cpu,
         peak_bytes=peak_rss_bytes(),
         baseline_bytes=baseline,
         windows=windows if windows is not None else monai_windows,
@@ -182,16 +191,20 @@ def main() -> None:
         print(
             f"\n## {case}: {ours['network']}, shape {ours['shape']}, patch {ours['patch']}, batch {ours['batch_size']}"
         )
-        print("| method | windows | wall s | GFLOP/s | peak RSS MB | above baseline MB | output |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| method | windows | wall s | CPU s | GFLOP/s | peak RSS MB | above baseline MB | output |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for name, r in results.items():
             print(
-                f"| {name} | {r['windows']} | {r['seconds']:.1f} | {r['gflops_per_second']:.1f} "
+                f"| {name} | {r['windows']} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} "
+                f"| {r['gflops_per_second']:.1f} "
                 f"| {r['peak_bytes'] / 2**20:.0f} | {(r['peak_bytes'] - r['baseline_bytes']) / 2**20:.0f} "
                 f"| {r['output_dtype']} |"
             )
         print(
-            f"time ratio ours/MONAI {ours['seconds'] / monai['seconds']:.2f}; peak memory ratio "
+            f"time ratio ours/MONAI {ours['seconds'] / monai['seconds']:.2f} (CPU time "
+            f"{ours['cpu_seconds'] / monai['cpu_seconds']:.2f}); peak memory ratio "
             f"{ours['peak_bytes'] / monai['peak_bytes']:.2f} (above baseline "
             f"{(ours['peak_bytes'] - ours['baseline_bytes']) / max(1, monai['peak_bytes'] - monai['baseline_bytes']):.2f})"
         )

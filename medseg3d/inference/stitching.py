@@ -24,10 +24,30 @@ from medseg3d.inference.windows import CellPlan
 FILL_LOGIT = -1.0e4
 
 
+def softmax_(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the channel axis 0 of ``(C, *cell)``, in place (faster than ``torch.softmax``
+    over a leading axis, and no second copy of the scores)."""
+    scores.sub_(scores.amax(0, keepdim=True)).exp_()
+    return scores.div_(scores.sum(0, keepdim=True))
+
+
+def argmax_channels(scores: torch.Tensor) -> torch.Tensor:
+    """Index of the first maximum over axis 0 of ``(C, *cell)`` as ``(1, *cell)`` uint8 (int16
+    above 256 channels): ``torch.argmax(scores, 0)``, by a running maximum over contiguous planes,
+    which is several times faster than reducing over a leading axis."""
+    best = scores[0].clone()
+    labels = torch.zeros(scores.shape[1:], dtype=torch.uint8 if len(scores) <= 256 else torch.int16)
+    labels = labels.to(scores.device)
+    for channel in range(1, len(scores)):
+        labels.masked_fill_(scores[channel] > best, channel)
+        torch.maximum(best, scores[channel], out=best)
+    return labels[None]
+
+
 def make_finisher(
     output: str, activation: str, *, activated: bool = False
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """What a finished cell of scores ``(C, *cell)`` becomes in the output.
+    """What a finished cell of scores ``(C, *cell)`` becomes in the output (may work in place).
 
     ``output``: ``"logits"`` (unchanged), ``"probabilities"`` (``activation`` over channels) or
     ``"labels"`` (argmax of the softmax, ``(1, *cell)``; with ``"sigmoid"``: ``p > 0.5`` per
@@ -38,8 +58,8 @@ def make_finisher(
         if activated:
             return scores
         if activation == "sigmoid":
-            return torch.sigmoid(scores)
-        return torch.softmax(scores, dim=0)
+            return scores.sigmoid_()
+        return softmax_(scores)
 
     if output == "logits":
         return lambda scores: scores
@@ -47,7 +67,7 @@ def make_finisher(
         return activate
     if activation == "sigmoid":
         return lambda scores: activate(scores) > 0.5
-    return lambda scores: torch.argmax(activate(scores), dim=0, keepdim=True)
+    return lambda scores: argmax_channels(activate(scores))
 
 
 class CellStitcher:
@@ -81,7 +101,7 @@ class CellStitcher:
         self.device = device
         self.channels = fill.numel()
         self.fill_scores = fill.to(device, torch.float32).reshape(-1, *[1] * len(padding))
-        self.fill_output = finish(self.fill_scores)
+        self.fill_output = finish(self.fill_scores.clone())
         self.cells: dict[tuple, torch.Tensor] = {}
         self.live_bytes = 0
         self.peak_bytes = 0
