@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,18 @@ def collect_cases(
     return cases
 
 
+def model_folders(model_dir) -> list[Path]:
+    """One model folder, or the folders of an ensemble, as absolute paths."""
+    folders = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
+    if not folders:
+        raise ConfigError("no model folder given; pass -m MODEL_DIR (repeat it for an ensemble)")
+    return [Path(folder).expanduser().absolute() for folder in folders]
+
+
+def _model_text(folders: list[Path]) -> str | list[str]:
+    return str(folders[0]) if len(folders) == 1 else [str(f) for f in folders]
+
+
 def report_name(shard: tuple[int, int] | None) -> str:
     """``report``, or ``report-shard<I>of<N>`` so shards sharing a folder never clash."""
     return "report" if shard is None else f"report-shard{shard[0]}of{shard[1]}"
@@ -81,7 +93,7 @@ def report_name(shard: tuple[int, int] | None) -> str:
 def run_batch(
     source: str | os.PathLike,
     out_dir: str | os.PathLike,
-    model_dir: str | os.PathLike,
+    model_dir: str | os.PathLike | Sequence[str | os.PathLike],
     *,
     backend: str = "local",
     device: str = "auto",
@@ -96,7 +108,9 @@ def run_batch(
     on_result: Callable[[CaseResult], None] | None = None,
 ) -> BatchSummary:
     """Segment every case of ``source`` (folder or manifest) into ``out_dir`` with the model in
-    ``model_dir``; writes ``out_dir/report.csv`` and ``report.json`` as cases finish.
+    ``model_dir`` (or the ensemble of the model folders in a list: their probabilities are
+    averaged, as ``medseg3d predict -m A -m B``); writes ``out_dir/report.csv`` and
+    ``report.json`` as cases finish.
 
     Args:
         backend: ``"local"`` (this machine; ``workers`` readers, default 2, threads or with
@@ -108,10 +122,13 @@ def run_batch(
         overwrite: recompute cases whose output exists and is valid (default: skip them).
         shard: ``(I, N)`` runs only shard I of N (0-based); the report is then
             ``report-shard<I>of<N>.csv``.
-        options: ``Predictor`` options: ``overlap``, ``batch_size``, ``tta``, ``patch_size``,
-            ``largest_component``, ``fill_holes``.
+        options: ``Predictor`` options: ``weights`` (of an ensemble), ``overlap``,
+            ``batch_size``, ``tta``, ``patch_size``, ``largest_component``, ``fill_holes``,
+            ``accumulate_dtype``; and ``uncertainty`` (``"entropy"``/``"variance"``: each mask
+            gets ``<case>_uncertainty.nii.gz`` beside it; a mask without it is recomputed).
         on_start, on_result: callbacks (the command line prints with them).
     """
+    from medseg3d.inference.ensemble import check_members_agree, normalize_weights
     from medseg3d.inference.model_folder import read_model_yaml
 
     if backend not in BACKENDS:
@@ -124,7 +141,12 @@ def run_batch(
     source = Path(source).expanduser().absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError("-o must be a folder, this is a file", path=out_dir)
-    description = read_model_yaml(model_dir)
+    model_dirs = model_folders(model_dir)
+    descriptions = [read_model_yaml(folder) for folder in model_dirs]
+    check_members_agree(list(zip(model_dirs, descriptions)))
+    options = dict(options or {})
+    normalize_weights(options.get("weights"), len(model_dirs))  # refuse bad weights up front
+    description = descriptions[0]
     channels = int(description["model"]["in_channels"])
     cases = collect_cases(source, out_dir=out_dir, channels=channels, shard=shard)
     _refuse_inputs_as_outputs(cases, out_dir)
@@ -132,7 +154,7 @@ def run_batch(
     names = [name for name, value in sorted(labels.items(), key=lambda i: i[1]) if value]
     info = {
         "input": str(source),
-        "model": str(Path(model_dir).expanduser().absolute()),
+        "model": _model_text(model_dirs),
         "backend": backend,
         "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
         "overwrite": overwrite,
@@ -144,7 +166,6 @@ def run_batch(
         name=report_name(shard),
         info=info,
     )
-    options = dict(options or {})
     with folder_lock(out_dir, report_name(shard)):
         if backend == "ray":
             from medseg3d.batch.ray_backend import run_ray
@@ -152,7 +173,7 @@ def run_batch(
             if on_start is not None:
                 on_start(cases, {**info, "device": "ray workers"})
             return run_ray(
-                Path(model_dir).expanduser().absolute(),
+                model_dirs if len(model_dirs) > 1 else model_dirs[0],
                 cases,
                 out_dir,
                 report,
@@ -166,7 +187,9 @@ def run_batch(
             )
         from medseg3d.batch.engine import CaseEngine
 
-        engine = CaseEngine(model_dir, device=device, **options)
+        engine = CaseEngine(
+            model_dirs if len(model_dirs) > 1 else model_dirs[0], device=device, **options
+        )
         report.info.update(settings=engine.settings(), device=engine.device_description)
         if on_start is not None:
             on_start(cases, {**info, "device": engine.device_description})

@@ -1,19 +1,22 @@
-"""One model, three stages per case, so that I/O can overlap inference.
+"""One model (or an ensemble), three stages per case, so that I/O can overlap inference.
 
-:class:`CaseEngine` wraps a :class:`~medseg3d.inference.predictor.Predictor` (the model is loaded
-once) and splits its ``predict`` into the stages a pipeline needs:
+:class:`CaseEngine` wraps a :class:`~medseg3d.inference.predictor.Predictor` (the models are
+loaded once) and runs its public stages where a pipeline needs them:
 
 1. :meth:`Preparer.prepare` (worker thread or process): read the scan, check its channels and
-   modality, preprocess it exactly as the model's plan says -> :class:`PreparedCase`. No model
-   is involved, and the :class:`Preparer` is plain data, so it can be sent to worker processes.
-2. :meth:`CaseEngine.infer` (the thread that owns the model): sliding-window inference in
-   label-only mode -> label indices ``(*spatial)`` on the preprocessed grid. On an out-of-memory
-   error on the accelerator it retries once with the stitching on the CPU (as nnU-Net does).
-3. :meth:`CaseEngine.finish` (background thread): back onto the input's exact grid, optional
-   post-processing, atomic write, per-label volumes.
+   modality, preprocess it exactly as each model's plan says (``prepare_scan``: once per
+   distinct plan) -> :class:`PreparedCase`. No model is involved, and the :class:`Preparer` is
+   plain data, so it can be sent to worker processes.
+2. :meth:`CaseEngine.infer` (the thread that owns the models): ``Predictor.infer``: one model in
+   label-only mode -> label indices on the preprocessed grid; an ensemble -> the argmax of the
+   averaged probabilities on the input grid (and the uncertainty map when asked for). On an
+   out-of-memory error on the accelerator it retries once with the stitching on the CPU (as
+   nnU-Net does).
+3. :meth:`CaseEngine.finish` (background thread): ``Predictor.restore`` onto the input's exact
+   grid, ``Predictor.postprocess``, atomic writes (the uncertainty map first, the mask last: the
+   mask marks a case done), per-label volumes.
 
-The stages use the same functions as ``Predictor.predict_case`` (``preprocess``,
-``sliding_window_inference``, ``restore_labels``, ``postprocess``), so ``medseg3d batch`` and
+The stages are those ``Predictor.predict_case`` composes, so ``medseg3d batch`` and
 ``medseg3d predict`` give identical masks.
 """
 
@@ -62,14 +65,14 @@ MODALITY_OF_CHANNEL = {
 class PreparedCase:
     """A case read and preprocessed, waiting for the model.
 
-    ``image``: ``(C, *spatial)`` float32 on the plan's grid; ``restore``: the grids to go back;
-    ``affine``/``shape``/``meta``: the input's grid (RAS+ mm, voxels) and metadata kept for the
-    output; ``seconds``: time per stage so far.
+    ``scan``: the :class:`~medseg3d.inference.predictor.PreparedScan` (``(C, *spatial)``
+    float32 per distinct plan, and the grids to go back); ``affine``/``shape``/``meta``: the
+    input's grid (RAS+ mm, voxels) and metadata kept for the output; ``seconds``: time per stage
+    so far.
     """
 
     case: BatchCase
-    image: np.ndarray
-    restore: Any
+    scan: Any
     affine: np.ndarray
     shape: tuple[int, ...]
     meta: dict[str, Any]
@@ -91,32 +94,33 @@ class FinishedCase:
 class Preparer:
     """Stage 1 without the model: plain data (picklable), so it runs in threads or processes.
 
-    ``plan``: the model folder's plan (``Plan.to_dict()``); ``in_channels``/``spatial_dims``: the
-    network's; ``labels``: ``{name: value}`` (to measure existing outputs when skipping).
+    ``plans``: the distinct plans of the model folders (``Plan.to_dict()``, the first model's
+    first); ``in_channels``/``spatial_dims``: the networks'; ``labels``: ``{name: value}`` (to
+    measure existing outputs when skipping); ``uncertainty``: the uncertainty map written beside
+    each mask (``"entropy"``, ``"variance"`` or None): an output without it is not done.
     """
 
-    plan: dict[str, Any]
+    plans: tuple[dict[str, Any], ...]
     in_channels: int
     spatial_dims: int
     labels: dict[str, int]
+    uncertainty: str | None = None
 
     def prepare(self, case: BatchCase) -> PreparedCase:
         """Read the scan (one file per channel, a multi-channel file, or a DICOM series), check
-        channels, dimensions and modality, and preprocess it exactly as the plan says."""
-        from medseg3d.data.plan import Plan
-        from medseg3d.data.preprocess import preprocess
+        channels, dimensions and modality, and preprocess it exactly as each plan says."""
+        from medseg3d.inference.predictor import prepare_scan
 
         clock = time.perf_counter()
-        plan = Plan.from_dict(dict(self.plan))
-        channels = read_channels(case, self.in_channels, self.spatial_dims, plan.channel_names)
+        names = self.plans[0].get("channel_names") or []
+        channels = read_channels(case, self.in_channels, self.spatial_dims, names)
         read = time.perf_counter() - clock
         reference = channels[0]
-        processed = preprocess(channels, plan)
+        scan = prepare_scan(channels, [dict(plan) for plan in self.plans])
         meta = {k: v for k, v in reference.meta.items() if k not in ("modality", "is_label")}
         return PreparedCase(
             case=case,
-            image=processed.image,
-            restore=processed.restore,
+            scan=scan,
             affine=reference.affine.copy(),
             shape=tuple(reference.spatial_shape),
             meta=_plain_meta(meta),
@@ -152,22 +156,38 @@ def read_channels(
 
 
 class CaseEngine:
-    """The model loaded once (``Predictor`` options: ``overlap``, ``batch_size``, ``tta``,
-    ``patch_size``, ``largest_component``, ``fill_holes``) and the three stages around it."""
+    """The model(s) loaded once and the three stages around them.
 
-    def __init__(self, model_dir: str | os.PathLike, *, device: str = "auto", **options: Any):
+    ``model_dir``: one model folder or a list of them (an ensemble); ``options``: ``Predictor``
+    options (``weights``, ``overlap``, ``batch_size``, ``tta``, ``patch_size``,
+    ``largest_component``, ``fill_holes``, ``accumulate_dtype``) and ``uncertainty``
+    (``"entropy"``/``"variance"``: write ``<case>_uncertainty.nii.gz`` beside each mask).
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike | Sequence[str | os.PathLike],
+        *,
+        device: str = "auto",
+        uncertainty: str | None = None,
+        **options: Any,
+    ):
+        from medseg3d.inference.ensemble import check_uncertainty
         from medseg3d.inference.predictor import Predictor
 
         self.predictor = Predictor(model_dir, device=device, progress=False, **options)
+        check_uncertainty(uncertainty, self.predictor.passes)
+        self.uncertainty = uncertainty
         self.labels: dict[str, int] = dict(self.predictor.labels)
         self.device = self.predictor.device
         self.device_description = self.predictor.device_description
         loaded = self.predictor.loaded
         self.preparer = Preparer(
-            plan=dict(loaded.plan),
+            plans=tuple(plan.to_dict() for plan in self.predictor.plans),
             in_channels=loaded.in_channels,
             spatial_dims=loaded.spatial_dims,
             labels=dict(self.labels),
+            uncertainty=uncertainty,
         )
 
     @property
@@ -180,12 +200,13 @@ class CaseEngine:
         return self.preparer.prepare(case)
 
     # --- stage 2: inference (the model's thread) ---------------------------------------------
-    def infer(self, prepared: PreparedCase) -> np.ndarray:
-        """Label indices ``(*spatial)`` on the preprocessed grid (int16)."""
+    def infer(self, prepared: PreparedCase):
+        """``Predictor.infer`` of the prepared scan (an :class:`~medseg3d.inference.predictor.
+        Inference`); the preprocessed images are freed afterwards."""
         clock = time.perf_counter()
-        tensor = torch.from_numpy(np.ascontiguousarray(prepared.image, dtype=np.float32))[None]
+        predictor = self.predictor
         try:
-            output = self._sliding_window(tensor, stitch_device=self.device)
+            inference = predictor.infer(prepared.scan, uncertainty=self.uncertainty)
         except Exception as error:
             if not is_out_of_memory(error) or self.device.type == "cpu":
                 raise
@@ -195,51 +216,28 @@ class CaseEngine:
                 self.device,
             )
             free_memory(self.device)
-            output = self._sliding_window(tensor, stitch_device=torch.device("cpu"))
-        indices = output[0, 0].cpu().numpy().astype(np.int16)
-        prepared.seconds["inference"] = time.perf_counter() - clock
-        return indices
-
-    def _sliding_window(self, tensor: torch.Tensor, *, stitch_device: torch.device):
-        from medseg3d.inference.sliding_window import sliding_window_inference
-
-        predictor = self.predictor
-        mirror_axes = None
-        if predictor.tta:
-            axes = predictor.loaded.inference.get("mirror_axes")
-            mirror_axes = tuple(range(predictor.spatial_dims)) if axes is None else tuple(axes)
-        with torch.inference_mode():
-            return sliding_window_inference(
-                tensor,
-                predictor.loaded.model,
-                predictor.patch_size,
-                overlap=predictor.overlap,
-                mode="gaussian",
-                batch_size=predictor.batch_size,
-                output="labels",
-                mirror_axes=mirror_axes,
-                compute_device=self.device,
-                device=stitch_device,
+            inference = predictor.infer(
+                prepared.scan, uncertainty=self.uncertainty, stitch_device="cpu"
             )
+        prepared.scan.images = []
+        prepared.seconds["inference"] = time.perf_counter() - clock
+        return inference
 
     # --- stage 3: restore + write (background thread) ----------------------------------------
-    def finish(self, prepared: PreparedCase, indices: np.ndarray, output: Path) -> FinishedCase:
-        from medseg3d.data.preprocess import restore_labels
-        from medseg3d.inference.postprocess import label_volumes, postprocess
+    def finish(self, prepared: PreparedCase, inference, output: Path) -> FinishedCase:
+        from medseg3d.inference.postprocess import label_volumes
         from medseg3d.io import save_volume
 
         clock = time.perf_counter()
-        restored = restore_labels(indices, prepared.restore)
-        # Predictor._values_of: output channel index -> label value, as `medseg3d predict`.
-        array = self.predictor._values_of(np.asarray(restored.array))
-        array = postprocess(
-            array,
-            largest_component=self.predictor.largest_component,
-            fill_holes=self.predictor.fill_holes,
-        )
+        array = self.predictor.postprocess(self.predictor.restore(prepared.scan, inference))
         dtype = np.uint8 if max(self.labels.values()) < 256 else np.uint16
         meta = {**prepared.meta, "is_label": True, "labels": dict(self.labels)}
         volume = Volume(array.astype(dtype), prepared.affine, meta)
+        if inference.uncertainty is not None:  # first: the mask marks the case done
+            uncertainty = Volume(
+                inference.uncertainty, prepared.affine, {"uncertainty": self.uncertainty}
+            )
+            save_volume(uncertainty, uncertainty_path(output), dtype=np.float32, is_label=False)
         save_volume(volume, output, is_label=True)
         volumes = label_volumes(array, volume.spacing, self.labels)
         prepared.seconds["write"] = time.perf_counter() - clock
@@ -252,7 +250,21 @@ class CaseEngine:
         )
 
     def settings(self) -> dict[str, Any]:
-        return {**self.predictor.settings(), "device": self.device_description}
+        settings = {**self.predictor.settings(), "device": self.device_description}
+        if self.uncertainty:
+            settings["uncertainty"] = self.uncertainty
+        return settings
+
+
+def uncertainty_path(output: str | os.PathLike) -> Path:
+    """``OUT/<case>.nii.gz`` -> ``OUT/<case>_uncertainty.nii.gz`` (beside the mask)."""
+    output = Path(output)
+    name = output.name
+    for ending in (".nii.gz", ".nii"):
+        if name.lower().endswith(ending):
+            name = name[: -len(ending)]
+            break
+    return output.with_name(f"{name}_uncertainty.nii.gz")
 
 
 def check_modality(channels: Sequence[Volume], channel_names: Sequence[str], case: BatchCase):

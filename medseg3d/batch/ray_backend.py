@@ -58,7 +58,7 @@ class CaseWorker:
 
     def __init__(
         self,
-        model_dir: str,
+        model_dir: str | list[str],
         device: str,
         options: Mapping[str, Any],
         out_dir: str,
@@ -89,7 +89,7 @@ class CaseWorker:
 
 
 def run_ray(
-    model_dir: str | os.PathLike,
+    model_dir: str | os.PathLike | Sequence[str | os.PathLike],
     cases: Sequence[BatchCase],
     out_dir: str | os.PathLike,
     report: BatchReport,
@@ -165,7 +165,12 @@ def _start_actors(ray, model_dir, device, options, out_dir, overwrite, workers):
     )
     actors = [
         remote.remote(
-            str(model_dir), actor_device, dict(options or {}), str(out_dir), overwrite, threads
+            _plain_model(model_dir),
+            actor_device,
+            dict(options or {}),
+            str(out_dir),
+            overwrite,
+            threads,
         )
         for _ in range(count)
     ]
@@ -242,6 +247,13 @@ def _distribute(ray, actors, queue: list[BatchCase], out_dir: Path, record) -> N
     finally:
         for ref in in_flight:
             ray.cancel(ref, force=False)
+
+
+def _plain_model(model_dir) -> str | list[str]:
+    """One model folder as a string, an ensemble's as a list of strings (sent to the actors)."""
+    if isinstance(model_dir, (list, tuple)):
+        return [str(folder) for folder in model_dir]
+    return str(model_dir)
 
 
 def _actor_alive(ray, actor) -> bool:

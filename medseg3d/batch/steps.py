@@ -27,16 +27,24 @@ _RANDOM_CHARS = 8
 
 
 def skip_result(
-    case: BatchCase, out_dir: str | os.PathLike, labels: Mapping[str, int]
+    case: BatchCase,
+    out_dir: str | os.PathLike,
+    labels: Mapping[str, int],
+    uncertainty: str | None = None,
 ) -> CaseResult | None:
     """A ``skipped`` result when the case's output exists and is valid, else None.
 
-    An output that exists but is not valid (unreadable, other grid) is logged and recomputed.
-    The skipped row carries the grid and label volumes measured on the existing output.
+    An output that exists but is not valid (unreadable, other grid) is logged and recomputed;
+    so is one without its uncertainty map when ``uncertainty`` maps are asked for. The skipped
+    row carries the grid and label volumes measured on the existing output.
     """
     clock = time.perf_counter()
     output = case.output_path(out_dir)
     check = check_output(output, case)
+    if check.valid and uncertainty:
+        reason = _uncertainty_problem(output, check.labels.shape)
+        if reason:
+            check = type(check)(False, reason)
     if not check.valid:
         if check.reason != "missing":
             logger.warning("case %s: existing output is recomputed: %s", case.case_id, check.reason)
@@ -51,6 +59,24 @@ def skip_result(
         spacing=check.spacing,
         volumes_ml=volumes_ml(check.labels, check.spacing, labels),
     )
+
+
+def _uncertainty_problem(output: Path, shape: tuple[int, ...]) -> str:
+    """Why the uncertainty map beside ``output`` does not count ("" when it does)."""
+    import nibabel as nib
+
+    from medseg3d.batch.engine import uncertainty_path
+
+    path = uncertainty_path(output)
+    if not path.is_file():
+        return f"its uncertainty map {path.name} is missing"
+    try:
+        found = tuple(nib.load(str(path)).shape)
+    except Exception as error:  # noqa: BLE001 - nibabel raises many types for a corrupt file
+        return f"its uncertainty map is unreadable ({type(error).__name__})"
+    if found != tuple(shape):
+        return f"its uncertainty map has shape {found}, the mask {tuple(shape)}"
+    return ""
 
 
 def failed_result(case: BatchCase, out_dir: str | os.PathLike, error: BaseException, seconds=None):
@@ -88,7 +114,7 @@ def skip_or_prepare(preparer, case: BatchCase, out_dir: str | os.PathLike, overw
     clock = time.perf_counter()
     try:
         if not overwrite:
-            skipped = skip_result(case, out_dir, preparer.labels)
+            skipped = skip_result(case, out_dir, preparer.labels, preparer.uncertainty)
             if skipped is not None:
                 return skipped
         return preparer.prepare(case)
@@ -118,7 +144,7 @@ def process_case(
     clock = time.perf_counter()
     try:
         if not overwrite:
-            skipped = skip_result(case, out_dir, engine.labels)
+            skipped = skip_result(case, out_dir, engine.labels, engine.uncertainty)
             if skipped is not None:
                 return skipped
         prepared = engine.prepare(case)

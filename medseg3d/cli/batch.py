@@ -39,7 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="OUT_DIR",
         help="output folder (<case_id>.nii.gz, report.csv, report.json)",
     )
-    parser.add_argument("-m", "--model", required=True, metavar="MODEL_DIR", help="model folder")
+    parser.add_argument(
+        "-m",
+        "--model",
+        required=True,
+        action="append",
+        metavar="MODEL_DIR",
+        help="model folder; repeat for an ensemble (class probabilities averaged, e.g. the folds "
+        "of a cross-validation)",
+    )
+    parser.add_argument(
+        "--model-weights",
+        type=float,
+        nargs="+",
+        metavar="W",
+        help="ensemble: one weight per -m, in order (normalised to sum 1; default equal)",
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -85,6 +100,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fill-holes", action="store_true", help="fill enclosed holes per class")
     parser.add_argument(
+        "--save-uncertainty",
+        action="store_true",
+        help="also write <case>_uncertainty.nii.gz (float32, same grid) beside each mask: the "
+        "disagreement of the ensemble's models, or of the mirrored passes with --tta",
+    )
+    parser.add_argument(
+        "--uncertainty",
+        choices=("entropy", "variance"),
+        default="entropy",
+        help="entropy of the mean probabilities in [0, 1] (default), or the variance across "
+        "models/passes",
+    )
+    parser.add_argument(
+        "--accumulate-dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="ensemble: precision of the running probability sums (float16: half the memory)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="check the input and list the cases; compute nothing"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -96,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     shard = parse_shard(args.shard) if args.shard else None
     if args.dry_run:
-        channels = int(read_model_yaml(args.model)["model"]["in_channels"])
+        channels = int(read_model_yaml(args.model[0])["model"]["in_channels"])
         cases = collect_cases(args.input, out_dir=args.output, channels=channels, shard=shard)
         for case in cases:
             print(f"{case.case_id}\t{case.input_text}\t{case.output_name}")
@@ -110,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
         "patch_size": args.patch_size,
         "largest_component": args.largest_component,
         "fill_holes": args.fill_holes,
+        "weights": args.model_weights,
+        "uncertainty": args.uncertainty if args.save_uncertainty else None,
+        "accumulate_dtype": args.accumulate_dtype if len(args.model) > 1 else None,
     }
     options = {key: value for key, value in options.items() if value is not None}
 
@@ -127,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_batch(
             args.input,
             args.output,
-            args.model,
+            args.model if len(args.model) > 1 else args.model[0],
             backend=args.backend,
             device=args.device,
             workers=args.workers,

@@ -1,7 +1,9 @@
 """``medseg3d predict -i INPUT -o OUTPUT -m MODEL_DIR``: segment one scan with a trained model.
 
 The label map is written on the input's exact grid (same shape and affine), so it lines up with
-the scan in 3D Slicer, ITK-SNAP or any PACS viewer.
+the scan in 3D Slicer, ITK-SNAP or any PACS viewer. ``-m`` repeated makes an ensemble: the
+models' class probabilities are averaged (optionally weighted) before the argmax;
+``--save-uncertainty`` writes a map of their disagreement beside the mask.
 """
 
 from __future__ import annotations
@@ -38,7 +40,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="output file (format from the extension), or a folder (then <case>_seg.nii.gz)",
     )
-    parser.add_argument("-m", "--model", required=True, metavar="MODEL_DIR", help="model folder")
+    parser.add_argument(
+        "-m",
+        "--model",
+        required=True,
+        action="append",
+        metavar="MODEL_DIR",
+        help="model folder; repeat for an ensemble (class probabilities averaged, e.g. the folds "
+        "of a cross-validation or different architectures with the same labels)",
+    )
+    parser.add_argument(
+        "--model-weights",
+        type=float,
+        nargs="+",
+        metavar="W",
+        help="ensemble: one weight per -m, in order, e.g. 0.7 0.3 (normalised; default equal)",
+    )
     parser.add_argument("--series", help="DICOM SeriesInstanceUID when the folder holds several")
     parser.add_argument(
         "--format",
@@ -68,6 +85,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--probabilities",
         action="store_true",
         help="also save class probabilities (float32, one channel per class) as <output>_probabilities",
+    )
+    parser.add_argument(
+        "--save-uncertainty",
+        action="store_true",
+        help="also save a voxel-wise uncertainty map (float32, same grid) beside the mask as "
+        "<case>_uncertainty.nii.gz: the disagreement of the ensemble's models, or of the "
+        "mirrored passes with --tta",
+    )
+    parser.add_argument(
+        "--uncertainty",
+        choices=("entropy", "variance"),
+        default="entropy",
+        help="entropy of the mean probabilities, normalised to [0, 1] (default), or the mean "
+        "over classes of the variance across models/passes",
+    )
+    parser.add_argument(
+        "--accumulate-dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="ensemble: precision of the running probability sums (float16: half the memory)",
     )
     parser.add_argument(
         "--preview", metavar="PNG", help="also write a picture of three slices with the mask"
@@ -105,8 +142,10 @@ def run(args: argparse.Namespace) -> int:
     probabilities_path = (
         _sibling(output, "_probabilities", ".nii.gz") if args.probabilities else None
     )
+    uncertainty_path = uncertainty_sibling(output) if args.save_uncertainty else None
     for path in (
         probabilities_path,
+        uncertainty_path,
         Path(args.preview) if args.preview else None,
         Path(args.json) if args.json else None,
     ):
@@ -115,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
             extra_outputs.append(path)
 
     predictor = Predictor(
-        args.model,
+        args.model if len(args.model) > 1 else args.model[0],
+        weights=args.model_weights,
+        accumulate_dtype=args.accumulate_dtype,
         device=args.device,
         overlap=args.overlap,
         batch_size=args.batch_size,
@@ -125,14 +166,22 @@ def run(args: argparse.Namespace) -> int:
         largest_component=args.largest_component,
         fill_holes=args.fill_holes,
     )
-    print(f"model  {predictor.model_dir} ({predictor.describe_model()})")
+    for index, member in enumerate(predictor.members):
+        weight = f", weight {member.weight:.3g}" if predictor.is_ensemble else ""
+        print(f"model  {member.path} ({predictor.describe_model(index)}{weight})")
     print(f"device {predictor.device_description}")
     source = inputs[0] if len(inputs) == 1 else inputs
-    result = predictor.predict_case(source, series=args.series, probabilities=args.probabilities)
+    result = predictor.predict_case(
+        source,
+        series=args.series,
+        probabilities=args.probabilities,
+        uncertainty=args.uncertainty if args.save_uncertainty else None,
+    )
     written = result.save(
         output,
         format=output_format,
         probabilities_path=probabilities_path,
+        uncertainty_path=uncertainty_path,
         preview_path=args.preview,
         title=case,
     )
@@ -150,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
             "input": [str(path) for path in inputs],
             "output": str(output),
             "files": [str(path) for path in written],
-            "model": str(predictor.model_dir),
+            "model": str(predictor.model_dir)
+            if not predictor.is_ensemble
+            else [str(path) for path in predictor.model_dirs],
             "device": predictor.device_description,
             "settings": predictor.settings(),
             "labels": result.volumes,
@@ -187,6 +238,14 @@ def _output_path(output: Path, case: str, requested: str) -> tuple[str, Path]:
             f"--format {requested} does not match the output extension of {output} ({found})"
         )
     return found, output
+
+
+def uncertainty_sibling(output: Path) -> Path:
+    """The uncertainty map beside the mask: ``<case>_seg.nii.gz`` -> ``<case>_uncertainty.nii.gz``,
+    ``mask.mha`` -> ``mask_uncertainty.nii.gz`` (always NIfTI, float32)."""
+    path = _sibling(output, "", "")
+    stem = path.name[: -len("_seg")] if path.name.endswith("_seg") else path.name
+    return path.with_name(f"{stem}_uncertainty.nii.gz")
 
 
 def _suffix_format(path: Path) -> str | None:

@@ -97,7 +97,11 @@ CRASH_CASE = "zz_crash"
 def crashing_preparer(preparer):
     """The same preparer, but its process dies (as on a segfault) when it reads case CRASH_CASE."""
     return CrashingPreparer(
-        preparer.plan, preparer.in_channels, preparer.spatial_dims, preparer.labels
+        preparer.plans,
+        preparer.in_channels,
+        preparer.spatial_dims,
+        preparer.labels,
+        preparer.uncertainty,
     )
 
 
