@@ -73,12 +73,12 @@ def test_pointwise_predictor_equals_whole_image(shape, patch, mode):
 
 
 def test_overlap_per_axis_and_zero_overlap():
-    x = torch.randn(1, 1, 50, 41, 33)
+    x = torch.randn(1, 1, 34, 29, 21)
     net = pointwise(3)
     with torch.no_grad():
         expected = net(x)
     for overlap in ((0.5, 0.0, 0.75), 0.0):
-        got = sliding_window_inference(x, net, 16, overlap=overlap)
+        got = sliding_window_inference(x, net, 16, overlap=overlap, batch_size=64)
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
@@ -210,8 +210,8 @@ def test_background_windows_are_skipped_and_change_nothing_there():
     assert net.windows == stats.predicted  # skipped windows never reach the predictor
     assert torch.equal(skipped, full)
     # logits are unchanged wherever no skipped window reached, and background elsewhere
-    logits_full = sliding_window_inference(x, net, 12)
-    logits_skip = sliding_window_inference(x, net, 12, skip_below=-500)
+    logits_full = sliding_window_inference(x, net, 12, batch_size=32)
+    logits_skip = sliding_window_inference(x, net, 12, skip_below=-500, batch_size=32)
     assert torch.equal(logits_skip.argmax(1), logits_full.argmax(1))
     body = (slice(None), slice(None), slice(4, 14), slice(3, 15), slice(2, 12))
     torch.testing.assert_close(logits_skip[body], logits_full[body], atol=1e-5, rtol=0)
@@ -240,20 +240,22 @@ def test_skip_by_mask_and_everything_skipped():
 
 def test_batch_items_are_independent_and_stats_count_calls():
     torch.manual_seed(5)
-    x = torch.randn(3, 1, 30, 20, 18)
+    x = torch.randn(3, 1, 24, 20, 16)
     net = Counting(SmallConvNet(3).eval())
     together, stats = sliding_window_inference(x, net, 16, batch_size=4, return_stats=True)
     assert isinstance(stats, WindowStats) and stats.predictor_calls == net.calls
-    assert stats.windows == 3 * 3 * 2 * 2
+    assert stats.windows == 3 * 2 * 2 * 1
     for item in range(3):
-        alone = sliding_window_inference(x[item : item + 1], net, 16, batch_size=2)
+        alone = sliding_window_inference(x[item : item + 1], net, 16, batch_size=3)
         torch.testing.assert_close(together[item : item + 1], alone, atol=1e-6, rtol=0)
 
 
 def test_label_mode_holds_a_band_of_cells_not_the_volume():
     x = torch.randn(1, 1, 192, 48, 32)
     net = pointwise(3, 1, 4)
-    _, stats = sliding_window_inference(x, net, 32, output="labels", return_stats=True)
+    _, stats = sliding_window_inference(
+        x, net, 32, output="labels", return_stats=True, batch_size=32
+    )
     whole = 4 * (4 + 1) * x.numel()  # float32 scores and weights of the whole volume
     plane = 4 * (4 + 1) * 48 * 32
     assert stats.peak_buffer_bytes <= plane * (32 - 16 + 32 * 32 / 48)  # formula in the docs
