@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from medseg3d.nn.models import SegmentationNetwork, UNet, UNetPlusPlus
+from medseg3d.nn.models import BCDUNet, SegmentationNetwork, UNet, UNetPlusPlus
 from medseg3d.nn.registry import (
     COMMON_OPTIONS,
     MODELS,
@@ -22,6 +22,7 @@ from medseg3d.nn.sizes import (
 )
 
 __all__ = [
+    "BCDUNet",
     "COMMON_OPTIONS",
     "MODELS",
     "SegmentationNetwork",

@@ -3,7 +3,8 @@
 >>> model = build_model("attention_unet", 3, 1, 3, features=16, depth=4, deep_supervision=True)
 
 Every model takes the common options in :data:`COMMON_OPTIONS`; a few take their own (``t`` for
-the recurrent ones, ``growth_rate``/``dense_layers`` for ``dense_unet``, ``prune`` for ``unetpp``).
+the recurrent ones, ``growth_rate``/``dense_layers`` for ``dense_unet``, ``prune`` for ``unetpp``,
+``dense_blocks``/``lstm_features`` for ``bcdu_net``).
 :func:`model_options` lists them with their defaults, and an unknown option is refused with a
 :class:`~medseg3d.errors.ConfigError` that names it and the allowed ones.
 """
@@ -25,7 +26,7 @@ from medseg3d.nn.blocks import (
     ResidualBlock,
     RRCNNBlock,
 )
-from medseg3d.nn.models import SegmentationNetwork, UNet, UNetPlusPlus
+from medseg3d.nn.models import BCDUNet, SegmentationNetwork, UNet, UNetPlusPlus
 from medseg3d.registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -145,6 +146,28 @@ def unetpp(
     """UNet++ (Zhou et al. 2018): nested dense skips; ``prune=L`` keeps level L at inference."""
     return UNetPlusPlus(
         spatial_dims, in_channels, out_channels, prune=prune, name="unetpp", **common
+    )
+
+
+@MODELS.register("bcdu_net")
+def bcdu_net(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    *,
+    dense_blocks: int = 3,
+    lstm_features: int | None = None,
+    **common: Any,
+) -> BCDUNet:
+    """BCDU-Net (Azad et al. 2019): bidirectional ConvLSTM skips, densely connected bottleneck."""
+    return BCDUNet(
+        spatial_dims,
+        in_channels,
+        out_channels,
+        dense_blocks=dense_blocks,
+        lstm_features=lstm_features,
+        name="bcdu_net",
+        **common,
     )
 
 

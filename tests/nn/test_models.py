@@ -34,6 +34,7 @@ def test_registry_has_every_model_of_the_spec():
         "dense_unet",
         "inception_unet",
         "unetpp",
+        "bcdu_net",
     }
 
 

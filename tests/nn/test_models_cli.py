@@ -14,6 +14,7 @@ def test_models_lists_every_model_with_parameter_counts(cli):
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert sorted(rows) == [
         "attention_unet",
+        "bcdu_net",
         "dense_unet",
         "inception_unet",
         "r2unet",
@@ -30,7 +31,7 @@ def test_models_refuses_unknown_names_and_options_in_one_line(cli):
     result = cli("models", "vnet")
     assert result.returncode != 0
     assert result.stderr.strip() == (
-        "medseg3d: error: unknown model 'vnet'; choose one of: attention_unet, dense_unet, "
+        "medseg3d: error: unknown model 'vnet'; choose one of: attention_unet, bcdu_net, dense_unet, "
         "inception_unet, r2unet, recurrent_unet, residual_unet, unet, unetpp"
     )
     result = cli("models", "-o", "grwoth_rate=4")

@@ -88,8 +88,9 @@ def test_model_options_list_common_and_own_options():
     assert list(model_options("unet")) == list(COMMON_OPTIONS)
     assert model_options("r2unet")["t"] == 2
     assert model_options("unetpp")["prune"] is None
+    assert model_options("bcdu_net")["dense_blocks"] == 3
     assert COMMON_OPTIONS["depth"] == 4 and COMMON_OPTIONS["features"] == 32
-    assert len(MODELS) == 8
+    assert len(MODELS) == 9
 
 
 def test_features_as_a_list_and_default_doubling():

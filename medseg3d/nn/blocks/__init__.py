@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from medseg3d.nn.blocks.attention import AttentionGate
 from medseg3d.nn.blocks.conv import ConvNormAct, DoubleConv, require_same_padding
+from medseg3d.nn.blocks.convlstm import ConvLSTM, ConvLSTMCell
 from medseg3d.nn.blocks.dense import DenseBlock
 from medseg3d.nn.blocks.inception import DenseInceptionBlock, InceptionModule, InceptionResBlock
 from medseg3d.nn.blocks.recurrent import RecurrentBlock, RecurrentConv, RRCNNBlock
@@ -19,6 +20,8 @@ from medseg3d.nn.blocks.upsample import UPSAMPLE_MODES, UpSample
 __all__ = [
     "UPSAMPLE_MODES",
     "AttentionGate",
+    "ConvLSTM",
+    "ConvLSTMCell",
     "ConvNormAct",
     "DenseBlock",
     "DenseInceptionBlock",
