@@ -1,13 +1,15 @@
 """Regenerate the generated parts of the documentation from the code, so they never drift.
 
-    python tests/docs/generate_docs.py          # rewrite docs/configuration.md and docs/commands.md
+    python tests/docs/generate_docs.py          # rewrite the generated parts of the docs
     python tests/docs/generate_docs.py --check  # exit 1 when a page is out of date (what CI runs)
 
 Only the text between ``<!-- BEGIN GENERATED: NAME -->`` and ``<!-- END GENERATED: NAME -->``
 markers is replaced; the prose around it is written by hand.
 
 * ``configuration``: :func:`medseg3d.training.config.describe` (every key, default, meaning);
-* ``command:<name>``: the option table of ``medseg3d <name>`` from its argparse parser.
+* ``commands`` and ``command:<name>``: the list of commands and the option table of
+  ``medseg3d <name>`` from its argparse parser;
+* ``architectures``: every registered model with its parameters and FLOPs.
 """
 
 from __future__ import annotations
@@ -83,12 +85,42 @@ def commands_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def architectures_table() -> str:
+    """Every registered model: its description, parameters and GFLOPs (counted on the meta
+    device, so nothing is allocated or run): 3D at 1x1x96^3 with features 16 (the setting of
+    docs/benchmarks/models.md), and parameters at the defaults (features 32) in 3D and 2D."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from medseg3d.nn import MODELS, build_model
+
+    rows = [
+        "| model | what it is | params 3D, f=16 | GFLOPs 3D, 96³, f=16 | params 3D, f=32 | params 2D, f=32 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name in MODELS.names():
+        with torch.device("meta"):
+            small = build_model(name, 3, 1, 2, features=16, depth=4).eval()
+            with FlopCounterMode(display=False) as counter:
+                small(torch.empty(1, 1, 96, 96, 96))
+            default_3d = build_model(name, 3, 1, 2, features=32, depth=4)
+            default_2d = build_model(name, 2, 1, 2, features=32, depth=4)
+        counts = [sum(p.numel() for p in m.parameters()) for m in (small, default_3d, default_2d)]
+        summary = (MODELS.get(name).__doc__ or "").strip().split("\n")[0]
+        rows.append(
+            f"| `{name}` | {_cell(summary)} | {counts[0]:,} | {counter.get_total_flops() / 1e9:.1f} "
+            f"| {counts[1]:,} | {counts[2]:,} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def generators() -> dict[str, Callable[[], str]]:
     from medseg3d.training.config import describe
 
     result: dict[str, Callable[[], str]] = {
         "configuration": lambda: describe().rstrip() + "\n",
         "commands": commands_table,
+        "architectures": architectures_table,
     }
     for name, parser in subcommand_parsers().items():
         result[f"command:{name}"] = lambda parser=parser: options_table(parser)
@@ -108,7 +140,7 @@ def render(text: str, makers: dict[str, Callable[[], str]]) -> str:
 
 
 def generated_pages() -> list[Path]:
-    return [DOCS / "configuration.md", DOCS / "commands.md"]
+    return [DOCS / "configuration.md", DOCS / "commands.md", DOCS / "architectures.md"]
 
 
 def main(argv: list[str] | None = None) -> int:
