@@ -198,13 +198,14 @@ class Predictor:
         fill_holes: bool | Sequence[int] = False,
         accumulate_dtype: str = "float32",
     ):
+        folders = _folders(model_dir)
+        ensemble.check_members_agree([(path, read_model_yaml(path)) for path in folders])
+        member_weights = ensemble.normalize_weights(weights, len(folders))
+
         import medseg3d.data.preprocess
         import medseg3d.transforms  # noqa: F401  (imported by preprocessing; load it once, here)
         from medseg3d.data.plan import Plan
 
-        folders = _folders(model_dir)
-        ensemble.check_members_agree([(path, read_model_yaml(path)) for path in folders])
-        member_weights = ensemble.normalize_weights(weights, len(folders))
         if overlap is not None and not 0.0 <= float(overlap) < 1.0:
             raise ConfigError(f"--overlap must be in [0, 1), got {overlap}")
         if int(batch_size) < 1:

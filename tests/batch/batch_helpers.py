@@ -15,14 +15,16 @@ LABELS = {"background": 0, "organ": 1}
 SHAPE = (20, 16, 12)
 
 
-def make_model_folder(folder: Path, *, channels: int = 1, channel_names=("CT",)) -> Path:
-    """A tiny untrained 3D U-Net (deterministic weights) with a hand-written plan."""
-    torch.manual_seed(0)
+def make_model_folder(
+    folder: Path, *, channels: int = 1, channel_names=("CT",), seed: int = 0, spacing=None
+) -> Path:
+    """A tiny untrained 3D U-Net (deterministic weights from ``seed``) with a hand-written plan."""
+    torch.manual_seed(seed)
     options = {"features": 4, "depth": 1}
     model = build_model("unet", 3, channels, 2, **options)
     plan = {
         "spatial_dims": 3,
-        "target_spacing": [1.5, 1.5, 2.0],
+        "target_spacing": list(spacing or (1.5, 1.5, 2.0)),
         "normalization": [{"scheme": "zscore"}] * channels,
         "patch_size": [16, 16, 16],
         "labels": LABELS,

@@ -256,6 +256,52 @@ def test_clear_errors_without_tracebacks(cli, medseg, tmp_path, model_dir, scan)
     assert load_volume(scan).array.shape == ct_like().shape  # the input is untouched
 
 
+def test_an_ensemble_with_weights_writes_the_mask_and_an_uncertainty_map(
+    cli, medseg, tmp_path, model_dir, scan
+):
+    from medseg3d.inference.predictor import Predictor
+
+    other = make_unet_folder(tmp_path / "fold_1", seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    common = ["--device", "cpu", "--save-uncertainty", "--no-progress"]
+    result = medseg(  # in this process; the refusal below goes through a real one
+        "predict", "-i", scan, "-o", out, "-m", model_dir, "-m", other,
+        "--model-weights", "0.7", "0.3", "--json", tmp_path / "r.json", *common,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    expected = Predictor([model_dir, other], weights=[0.7, 0.3], device="cpu").predict_case(
+        str(scan), uncertainty="entropy"
+    )
+    mask = load_volume(out / "abdomen_007_seg.nii.gz")
+    np.testing.assert_array_equal(mask.array, expected.labels.array)
+    uncertainty = load_volume(out / "abdomen_007_uncertainty.nii.gz")
+    assert uncertainty.array.dtype == np.float32
+    np.testing.assert_allclose(uncertainty.affine, load_volume(scan).affine, atol=1e-5)
+    np.testing.assert_allclose(uncertainty.array, expected.uncertainty.array, atol=1e-6)
+    assert 0.0 <= uncertainty.array.min() and uncertainty.array.max() <= 1.0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["model"] == [str(model_dir), str(other)]
+    assert [m["weight"] for m in report["settings"]["models"]] == [0.7, 0.3]
+    assert "weight 0.7" in result.stdout and "weight 0.3" in result.stdout
+
+    # models that disagree on labels: one line naming both folders, no traceback
+    foreign = make_unet_folder(tmp_path / "foreign", seed=2)
+    document = yaml.safe_load((foreign / MODEL_FILE).read_text())
+    document["labels"] = {"background": 0, "liver": 1, "kidney": 2}
+    (foreign / MODEL_FILE).write_text(yaml.safe_dump(document))
+    refused = cli(
+        "predict", "-i", scan, "-o", tmp_path / "x.nii.gz", "-m", model_dir, "-m", foreign,
+        *common,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("medseg3d: error:")]
+    assert len(errors) == 1, refused.stderr
+    assert "kidney" in errors[0] and "spleen" in errors[0]
+    assert str(model_dir) in errors[0] and str(foreign) in errors[0]
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
 def test_output_naming_rules(tmp_path):
     from medseg3d.cli.predict import _output_path, case_name
     from medseg3d.errors import ConfigError
