@@ -169,28 +169,38 @@ class ProbabilityAccumulator:
         *,
         pass_mean: np.ndarray | None = None,
         pass_square_mean: np.ndarray | None = None,
+        consume: bool = False,
     ) -> None:
         """Add one member: its probabilities ``(*spatial, C)`` with ``weight``; with separate
-        passes, also the mean of its passes' probabilities and of their squares."""
-        if self.sum is None:
-            self.sum = np.zeros(probabilities.shape, self.dtype)
-            if self.separate_passes:
-                self.pass_sum = np.zeros(probabilities.shape, self.dtype)
-            if self.squares:
-                self.square_sum = np.zeros(probabilities.shape, self.dtype)
-        if probabilities.shape != self.sum.shape:
+        passes, also the mean of its passes' probabilities and of their squares. ``consume``:
+        the first member's float32 array may become the running sum itself (scaled in place),
+        so the first member costs no extra copy."""
+        first = self.sum is None
+        if not first and probabilities.shape != self.sum.shape:
             raise ConfigError(
                 f"member probabilities {probabilities.shape} do not match the ensemble's "
                 f"{self.sum.shape}"
             )
-        accumulate(self.sum, probabilities, weight)
-        if self.separate_passes:
-            accumulate(self.pass_sum, probabilities if pass_mean is None else pass_mean, weight)
+        # the squares and the passes first: they read the probabilities before any scaling
         if self.squares:
+            if first:
+                self.square_sum = np.zeros(probabilities.shape, self.dtype)
             if pass_square_mean is None:
                 accumulate(self.square_sum, probabilities, weight, square=True)
             else:
                 accumulate(self.square_sum, pass_square_mean, weight)
+        if self.separate_passes:
+            if first:
+                self.pass_sum = np.zeros(probabilities.shape, self.dtype)
+            accumulate(self.pass_sum, probabilities if pass_mean is None else pass_mean, weight)
+        if first and consume and self.dtype == np.float32 and probabilities.dtype == np.float32:
+            self.sum = probabilities
+            if weight != 1.0:
+                self.sum *= np.float32(weight)
+        else:
+            if first:
+                self.sum = np.zeros(probabilities.shape, self.dtype)
+            accumulate(self.sum, probabilities, weight)
         self.weight += float(weight)
 
     def mean(self) -> np.ndarray:

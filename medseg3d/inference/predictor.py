@@ -435,6 +435,7 @@ class Predictor:
                 member.weight,
                 pass_mean=restored[1] if separate else None,
                 pass_square_mean=restored[2] if len(restored) > 2 else None,
+                consume=True,
             )
             del restored
         mean = accumulator.mean()

@@ -223,10 +223,10 @@ def test_the_accumulator_matches_numpy_for_weighted_members():
     rng = np.random.default_rng(0)
     members = [rng.dirichlet(np.ones(3), size=(17, 4, 5)).astype(np.float32) for _ in range(3)]
     weights = ensemble.normalize_weights([2.0, 1.0, 1.0], 3)
+    stack = np.stack(members)
     accumulator = ensemble.ProbabilityAccumulator(squares=True)
     for probabilities, weight in zip(members, weights):
-        accumulator.add(probabilities, weight)
-    stack = np.stack(members)
+        accumulator.add(probabilities, weight, consume=True)  # the first becomes the sum
     w = np.asarray(weights)[:, None, None, None, None]
     mean = (w * stack).sum(0)
     np.testing.assert_allclose(accumulator.mean(), mean, atol=1e-6)
