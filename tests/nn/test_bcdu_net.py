@@ -108,3 +108,13 @@ def test_a_few_steps_fit_a_toy_mask(one_thread):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_mixed_precision_forward_and_backward(one_thread):
+    model = build_model("bcdu_net", 2, 1, 2, features=4, depth=2, deep_supervision=True)
+    x = torch.randn(2, 1, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(x)
+    assert [o.dtype for o in outputs] == [torch.bfloat16] * 2
+    sum(o.float().sum() for o in outputs).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

@@ -79,7 +79,8 @@ class ConvLSTMCell(nn.Module):
         if state is None:  # h = 0: only the input half of the kernel contributes
             weight = self.gates.weight[:, : self.in_channels]
             bias = self.gates.bias.view(1, -1, *([1] * self.spatial_dims))
-            gates = layers.conv_nd(x, weight, padding=self.gates.padding) + bias
+            gates = layers.conv_nd(x, weight, padding=self.gates.padding)
+            gates = gates + bias.to(gates.dtype)  # keeps the autocast dtype of the conv
             cell = None
         else:
             hidden, cell = state
