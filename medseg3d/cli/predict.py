@@ -203,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
             if not predictor.is_ensemble
             else [str(path) for path in predictor.model_dirs],
             "device": predictor.device_description,
-            "settings": predictor.settings(),
+            "settings": predictor.settings()
+            | {"uncertainty": args.uncertainty if args.save_uncertainty else None},
             "labels": result.volumes,
             "seconds": {key: round(value, 4) for key, value in seconds.items()},
         }

@@ -321,3 +321,12 @@ def test_output_naming_rules(tmp_path):
         _output_path(tmp_path / "seg.png", "c", "auto")
     with pytest.raises(ConfigError, match="does not match"):
         _output_path(tmp_path / "seg.nii.gz", "c", "dicom-seg")
+
+
+def test_uncertainty_map_naming(tmp_path):
+    from medseg3d.batch.engine import uncertainty_path
+    from medseg3d.cli.predict import uncertainty_sibling
+
+    assert uncertainty_sibling(tmp_path / "c_seg.nii.gz") == tmp_path / "c_uncertainty.nii.gz"
+    assert uncertainty_sibling(tmp_path / "mask.mha") == tmp_path / "mask_uncertainty.nii.gz"
+    assert uncertainty_path(tmp_path / "p01_ct.nii.gz") == tmp_path / "p01_ct_uncertainty.nii.gz"
