@@ -428,8 +428,9 @@ class Predictor:
             else:
                 maps = [self._sliding_window(member, image, "probabilities", stitch_device)[0]]
             del image
-            restored = [self._to_input_grid(m, restore) for m in maps]
-            del maps
+            restored = []
+            while maps:  # one map at a time: each preprocessed map is freed once restored
+                restored.append(self._to_input_grid(maps.pop(0), restore))
             accumulator.add(
                 restored[0],
                 member.weight,
@@ -635,10 +636,14 @@ def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
 
 
 def _argmax(probabilities: np.ndarray) -> np.ndarray:
-    """Channel index per voxel of ``(*spatial, C)``: ``p > 0.5`` for one sigmoid channel."""
-    if probabilities.shape[-1] == 1:
-        return (probabilities[..., 0] > 0.5).astype(np.uint8)
-    return np.argmax(probabilities, axis=-1)
+    """Channel index per voxel of ``(*spatial, C)`` as uint8 (int16 above 256 channels), slab by
+    slab (no int64 map of the whole volume); ``p > 0.5`` for one sigmoid channel."""
+    channels = probabilities.shape[-1]
+    out = np.empty(probabilities.shape[:-1], np.uint8 if channels <= 256 else np.int16)
+    for start in range(0, len(out), 8):
+        part = probabilities[start : start + 8]
+        out[start : start + 8] = part[..., 0] > 0.5 if channels == 1 else np.argmax(part, -1)
+    return out
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
