@@ -404,9 +404,10 @@ class Predictor:
         overrides). Otherwise every model's probabilities are brought back onto the input grid
         (``restore_probabilities``) and added, one model at a time, to a running weighted sum:
         peak memory is about ``4*C*N`` bytes for the sum (``2*C*N`` in float16) plus one
-        model's probabilities on the input grid (``4*C*N``) and on its preprocessed grid
-        (``4*C*N'``), for ``N`` input voxels, ``N'`` preprocessed voxels and ``C`` classes; the
-        variance adds one sum of squares, and TTA with uncertainty one sum of the passes.
+        model's probabilities on the input grid (``4*C*N``, briefly twice while restoring) and
+        on its preprocessed grid (``4*C*N'``), for ``N`` input voxels, ``N'`` preprocessed
+        voxels and ``C`` classes, whatever the number of models; the variance adds one sum of
+        squares, and TTA with uncertainty one sum of the passes (docs/predict.md).
         """
         ensemble.check_uncertainty(uncertainty, self.passes)
         if not self.is_ensemble and not probabilities and uncertainty is None:
