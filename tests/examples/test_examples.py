@@ -54,6 +54,22 @@ def test_train_decathlon(trained):
     assert "ct_100.nii.gz: Dice liver" in stdout  # the held-out case was scored
 
 
+def test_a_trained_model_folder_loads_into_monai_in_one_call(trained):
+    """The folder `medseg3d train` wrote, as MONAI network + inferer + transforms."""
+    import numpy as np
+
+    from medseg3d.monai import load_model_folder_for_monai
+
+    model_dir, _ = trained
+    parts = load_model_folder_for_monai(model_dir, device="cpu")
+    source = DATA / "imagesTs" / "ct_100.nii.gz"
+    prediction = parts({"image": str(source)})["pred"]
+    original = nib.load(source)
+    assert tuple(prediction.shape) == (1, *original.shape)
+    np.testing.assert_allclose(prediction.affine.numpy(), original.affine, atol=1e-4)
+    assert set(np.unique(prediction.numpy())) <= {0, 1, 2}
+
+
 def test_segment_dicom(trained, tmp_path):
     model_dir, _ = trained
     stdout = run_example(
