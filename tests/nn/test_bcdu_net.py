@@ -85,16 +85,7 @@ def test_own_options_and_interpolation_upsampling():
         build_model("bcdu_net", 3, 1, 2, padding="valid")
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: tiny networks are faster so, above all on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_a_few_steps_fit_a_toy_mask(one_thread):
+def test_a_few_steps_fit_a_toy_mask():
     torch.manual_seed(0)
     model = build_model("bcdu_net", 2, 1, 2, features=4, depth=2, norm="batch")
     image = torch.randn(4, 1, 16, 16)
@@ -110,7 +101,7 @@ def test_a_few_steps_fit_a_toy_mask(one_thread):
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_mixed_precision_forward_and_backward(one_thread):
+def test_mixed_precision_forward_and_backward():
     model = build_model("bcdu_net", 2, 1, 2, features=4, depth=2, deep_supervision=True)
     x = torch.randn(2, 1, 16, 16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
