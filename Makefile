@@ -30,12 +30,12 @@ demo: $(STAMP)
 	$(VENV)/bin/medseg3d demo --out demo_output
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check medseg3d tests benchmarks
-	$(VENV)/bin/ruff format --check medseg3d tests benchmarks
+	$(VENV)/bin/ruff check medseg3d tests benchmarks examples
+	$(VENV)/bin/ruff format --check medseg3d tests benchmarks examples
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format medseg3d tests benchmarks
-	$(VENV)/bin/ruff check --fix medseg3d tests benchmarks
+	$(VENV)/bin/ruff format medseg3d tests benchmarks examples
+	$(VENV)/bin/ruff check --fix medseg3d tests benchmarks examples
 
 bench: $(STAMP)
 	$(PY) -m pip install -e ".[bench]"
