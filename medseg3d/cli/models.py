@@ -82,11 +82,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     shown = ", ".join(f"{k}={v}" for k, v in {**options_header(args), **extra}.items())
     print(f"{args.spatial_dims}D, {shown}")
-    print(f"{'model':<16}{'parameters':>14}  {'own options':<34}description")
+    width = max([len("own options"), *(len(_own(row)) for row in rows)]) + 2
+    print(f"{'model':<16}{'parameters':>14}  {'own options':<{width}}description")
     for row in rows:
-        own = ", ".join(f"{k}={v}" for k, v in row["own_options"].items()) or "-"
-        print(f"{row['name']:<16}{row['parameters']:>14,}  {own:<34}{row['description']}")
+        print(f"{row['name']:<16}{row['parameters']:>14,}  {_own(row):<{width}}{row['description']}")
     return 0
+
+
+def _own(row: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in row["own_options"].items()) or "-"
 
 
 def options_header(args: argparse.Namespace) -> dict:
