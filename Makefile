@@ -5,7 +5,8 @@ TORCH_VERSION ?= 2.13.0
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medseg3d-installed
-PYTEST_ARGS ?=
+# two workers: the suite is CPU-bound and most of it is single-threaded Python and subprocesses
+PYTEST_ARGS ?= -n 2
 
 .PHONY: install test demo lint format bench docs clean
 

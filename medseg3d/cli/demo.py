@@ -11,7 +11,7 @@ HELP = "run the whole toolkit on the sample data: train, segment a held-out scan
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default: demo_output)")
     parser.add_argument("--data", type=Path, help="dataset folder (default: the sample CT dataset)")
-    parser.add_argument("--iterations", type=int, help="training iterations (default: 200)")
+    parser.add_argument("--iterations", type=int, help="training iterations (default: 300)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
