@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from medseg3d.errors import ConfigError, ShapeError
 from medseg3d.inference.batching import Progress, Transfer, gather, pick_compute_device
-from medseg3d.inference.stitching import FILL_LOGIT, CellStitcher, make_finisher
+from medseg3d.inference.stitching import FILL_LOGIT, CellStitcher, is_scale_free, make_finisher
 from medseg3d.inference.windows import (
     CellPlan,
     importance_map,
@@ -181,8 +181,19 @@ def sliding_window_inference(
             fill[background] = 0.0
         if window_activation is not None:  # the stitched scores are probabilities already
             fill = torch.softmax(fill, 0) if activation == "softmax" else torch.sigmoid(fill)
-        finish = make_finisher(output, activation, activated=window_activation is not None)
-        return CellStitcher(plan, padding, out, finish, fill, device)
+        activated = window_activation is not None
+        scale_free = is_scale_free(output, activation, activated=activated)
+        finish = make_finisher(output, activation, activated=activated, scale_free=scale_free)
+        return CellStitcher(
+            plan,
+            padding,
+            out,
+            finish,
+            fill,
+            device,
+            divide=not scale_free,
+            track_unseen=bool(skipped),
+        )
 
     if channels is not None:
         stitcher = make_stitcher(int(channels))

@@ -7,8 +7,12 @@ last window touching a cell has gone by (predicted or skipped), the cell is divi
 turned into the requested output (logits, probabilities or labels) and written into the output
 tensor, and its buffer is freed. The scores of the whole image therefore never exist at once.
 
-Every output mode runs the same division and activation on the same cell tensors, so the labels
-are exactly the argmax of the probabilities the probability mode returns.
+Label mode skips the division and the activation where they cannot change the result
+(``scale_free``): the argmax over classes is invariant to a positive per-voxel scale (the weight
+sum) and to softmax, and ``sigmoid(x / w) > 0.5`` is ``x > 0`` for ``w > 0``. Without skipped
+windows every voxel has a positive weight, so the weight channel is not kept at all. Labels then
+equal the argmax of the probabilities the probability mode returns except where rounding makes
+two classes' probabilities exactly equal (both pick the lower class index on an exact tie).
 """
 
 from __future__ import annotations
@@ -44,15 +48,27 @@ def argmax_channels(scores: torch.Tensor) -> torch.Tensor:
     return labels[None]
 
 
+def is_scale_free(output: str, activation: str, *, activated: bool = False) -> bool:
+    """Whether the finished output ignores a positive per-voxel scale of the summed scores:
+    labels by argmax (softmax), or sigmoid labels of averaged logits (the sign decides)."""
+    return output == "labels" and (activation == "softmax" or not activated)
+
+
 def make_finisher(
-    output: str, activation: str, *, activated: bool = False
+    output: str, activation: str, *, activated: bool = False, scale_free: bool = False
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """What a finished cell of scores ``(C, *cell)`` becomes in the output (may work in place).
 
     ``output``: ``"logits"`` (unchanged), ``"probabilities"`` (``activation`` over channels) or
     ``"labels"`` (argmax of the softmax, ``(1, *cell)``; with ``"sigmoid"``: ``p > 0.5`` per
     channel). ``activated``: the scores already are probabilities (averaged per window).
+    ``scale_free``: the scores are weighted sums not divided by the weight (see
+    :func:`is_scale_free`); labels are then taken without the activation.
     """
+    if scale_free:
+        if activation == "softmax":
+            return argmax_channels
+        return lambda scores: scores > 0
 
     def activate(scores: torch.Tensor) -> torch.Tensor:
         if activated:
@@ -80,6 +96,10 @@ class CellStitcher:
         finish: :func:`make_finisher` for the output mode.
         fill: scores ``(C,)`` for cells no predicted window covered (background).
         device: where the cell buffers live (the stitching device).
+        divide: divide the summed scores by the summed weights before ``finish`` (False for a
+            scale-free ``finish``, see :func:`is_scale_free`).
+        track_unseen: keep a weight channel to find voxels that only skipped windows reached
+            (always kept when ``divide``); without it every voxel must be covered by an added window.
 
     Windows must be reported in lexicographic order of their start indices (first axis slowest),
     batch item by batch item, each exactly once, through :meth:`add` or :meth:`skip`.
@@ -93,6 +113,9 @@ class CellStitcher:
         finish: Callable[[torch.Tensor], torch.Tensor],
         fill: torch.Tensor,
         device: torch.device,
+        *,
+        divide: bool = True,
+        track_unseen: bool = True,
     ):
         self.plan = plan
         self.padding = [before for before, _ in padding]
@@ -100,6 +123,8 @@ class CellStitcher:
         self.finish = finish
         self.device = device
         self.channels = fill.numel()
+        self.divide = divide
+        self.weighted = divide or track_unseen
         self.fill_scores = fill.to(device, torch.float32).reshape(-1, *[1] * len(padding))
         self.fill_output = finish(self.fill_scores.clone())
         self.cells: dict[tuple, torch.Tensor] = {}
@@ -113,7 +138,7 @@ class CellStitcher:
 
     def add(self, item: int, window: Sequence[int], scores: torch.Tensor, weight: torch.Tensor):
         """Add one window's weighted scores ``(C, *patch)`` and its weights ``(*patch)``."""
-        channels = self.channels
+        channels, weighted = self.channels, self.weighted
         for pieces in itertools.product(*(self.plan.pieces[d][k] for d, k in enumerate(window))):
             cell = tuple(piece[0] for piece in pieces)
             in_cell = tuple(piece[1] for piece in pieces)
@@ -122,7 +147,8 @@ class CellStitcher:
             if buffer is None:
                 buffer = self._allocate(item, cell)
             buffer[(slice(0, channels), *in_cell)].add_(scores[(slice(None), *in_window)])
-            buffer[(channels, *in_cell)].add_(weight[in_window])
+            if weighted:
+                buffer[(channels, *in_cell)].add_(weight[in_window])
         self._complete(item, window)
 
     def skip(self, item: int, window: Sequence[int]):
@@ -131,7 +157,8 @@ class CellStitcher:
 
     def _allocate(self, item: int, cell: tuple[int, ...]) -> torch.Tensor:
         shape = [hi - lo for lo, hi in (self.plan.interval(d, j) for d, j in enumerate(cell))]
-        buffer = torch.zeros((self.channels + 1, *shape), device=self.device)
+        channels = self.channels + 1 if self.weighted else self.channels
+        buffer = torch.zeros((channels, *shape), device=self.device)
         self.cells[(item, cell)] = buffer
         self.live_bytes += buffer.numel() * buffer.element_size()
         self.peak_bytes = max(self.peak_bytes, self.live_bytes)
@@ -158,11 +185,13 @@ class CellStitcher:
             region.copy_(self.fill_output.expand_as(region))
             return
         scores = buffer[(slice(0, self.channels), *crop)]
-        weight = buffer[(slice(self.channels, None), *crop)]
-        unseen = weight == 0  # voxels only skipped windows reached
-        scores = scores.div_(weight)
-        if unseen.any():
-            scores = torch.where(unseen, self.fill_scores, scores)
+        if self.weighted:
+            weight = buffer[(slice(self.channels, None), *crop)]
+            unseen = weight == 0  # voxels only skipped windows reached
+            if self.divide:
+                scores = scores.div_(weight)
+            if unseen.any():
+                scores = torch.where(unseen, self.fill_scores, scores)
         region.copy_(self.finish(scores))
 
     def _drop(self, item: int, cell: tuple[int, ...]) -> torch.Tensor | None:

@@ -134,6 +134,41 @@ def test_sigmoid_labels_threshold_the_probabilities_and_float16_probabilities():
     torch.testing.assert_close(half.float(), full, atol=1e-3, rtol=0)
 
 
+def test_label_mode_keeps_no_weight_channel_and_skips_the_softmax():
+    """Labels come from the undivided weighted sums (argmax ignores a positive per-voxel scale
+    and the softmax), so without skipped windows a cell holds C channels, not C + 1."""
+    torch.manual_seed(4)
+    x = torch.randn(1, 1, 40, 30, 20)
+    net, classes = SmallConvNet(3, 1, 4).eval(), 4
+    options = dict(overlap=0.5, batch_size=32, return_stats=True)
+    labels, label_stats = sliding_window_inference(x, net, 16, output="labels", **options)
+    logits, logit_stats = sliding_window_inference(x, net, 16, output="logits", **options)
+    assert label_stats.peak_buffer_bytes * (classes + 1) == logit_stats.peak_buffer_bytes * classes
+    assert torch.equal(labels[:, 0].long(), logits.argmax(1))
+    mask = torch.zeros(40, 30, 20)
+    mask[24:] = 1  # windows before x = 24 are skipped
+    skipped, skip_stats = sliding_window_inference(
+        x, net, 16, output="labels", skip_mask=mask, **options
+    )
+    assert skip_stats.skipped > 0
+    assert skip_stats.peak_buffer_bytes <= logit_stats.peak_buffer_bytes
+    assert (skipped[:, :, :16] == 0).all()  # only skipped windows there: background
+    assert torch.equal(skipped[:, :, 32:], labels[:, :, 32:])  # only predicted windows there
+
+
+def test_exact_ties_resolve_to_the_lower_class_index():
+    def tied(batch):  # classes 1 and 2 exactly equal and above 0 and 3
+        scores = torch.zeros(batch.shape[0], 4, *batch.shape[2:])
+        scores[:, 1:3] = 1.0
+        return scores
+
+    x = torch.randn(1, 1, 20, 20)
+    labels = sliding_window_inference(x, tied, 8, output="labels")
+    probabilities = sliding_window_inference(x, tied, 8, output="probabilities")
+    assert (labels == 1).all()
+    assert torch.equal(labels[:, 0].long(), probabilities.argmax(1))
+
+
 def test_many_classes_give_int16_labels():
     x = torch.randn(1, 1, 8, 8)
     labels = sliding_window_inference(x, pointwise(2, 1, 300), 8, output="labels")
