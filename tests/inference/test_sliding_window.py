@@ -156,6 +156,26 @@ def test_label_mode_keeps_no_weight_channel_and_skips_the_softmax():
     assert torch.equal(skipped[:, :, 32:], labels[:, :, 32:])  # only predicted windows there
 
 
+def test_stitch_threads_change_nothing_but_speed_and_restore_the_thread_count():
+    torch.manual_seed(5)
+    x = torch.randn(1, 1, 30, 20, 12)
+    net = SmallConvNet(3, 1, 3).eval()
+    threads = torch.get_num_threads()
+    seen = []
+
+    def predictor(batch):
+        seen.append(torch.get_num_threads())
+        return net(batch)
+
+    one = sliding_window_inference(x, predictor, 12, output="labels", batch_size=2)
+    assert torch.get_num_threads() == threads and set(seen) == {threads}
+    many = sliding_window_inference(x, net, 12, output="labels", stitch_threads=None)
+    assert torch.equal(one, many)
+    with pytest.raises(ConfigError, match="stitch_threads"):
+        sliding_window_inference(x, net, 12, stitch_threads=0)
+    assert torch.get_num_threads() == threads
+
+
 def test_exact_ties_resolve_to_the_lower_class_index():
     def tied(batch):  # classes 1 and 2 exactly equal and above 0 and 3
         scores = torch.zeros(batch.shape[0], 4, *batch.shape[2:])
