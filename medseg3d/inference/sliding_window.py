@@ -7,7 +7,8 @@ classes, patch ``P``, stream axis ``a`` (see :func:`.windows.stream_order`; size
 
     input           4*B*C_in*N  (+ a padded copy only if an axis is smaller than the patch)
     + output        4*B*C*N (logits), 4|2*B*C*N (probabilities float32|16), B*N (uint8 labels)
-    + live cells    4*(C+1) * [(P_a - t_a)*N/S_a + P_a*P_b*N/(S_a*S_b)]
+    + live cells    4*C' * [(P_a - t_a)*N/S_a + P_a*P_b*N/(S_a*S_b)]
+                    (C' = C in label mode without skipped windows, else C + 1 for the weights)
     + window batch  4*batch_size*(C_in + 2*C)*prod(P)   (+ the network's activations)
 
 MONAI's ``sliding_window_inference`` holds ``4*B*C*N + 4*N`` bytes for output and count map at
@@ -123,7 +124,7 @@ def sliding_window_inference(
         was one), and the :class:`WindowStats` if ``return_stats``.
 
     Peak memory is the input, the output (``B*N`` bytes in label mode), a band of live cells
-    ``4*(C+1)*[(P_a - t_a)*N/S_a + P_a*P_b*N/(S_a*S_b)]`` bytes (stream axis ``a``, next axis
+    ``4*C'*[(P_a - t_a)*N/S_a + P_a*P_b*N/(S_a*S_b)]`` bytes (stream axis ``a``, next axis
     ``b``, step ``t``) and one window batch; never the class scores of the whole volume. See the
     module docstring and docs/inference.md.
     """
