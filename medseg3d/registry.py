@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -30,6 +31,15 @@ class Registry(Generic[T]):
             return obj
 
         return decorator
+
+    @contextlib.contextmanager
+    def temporary(self, name: str, obj: T) -> Iterator[T]:
+        """Register ``obj`` as ``name`` for the duration of a ``with`` block (tests, plug-ins)."""
+        self.register(name)(obj)
+        try:
+            yield obj
+        finally:
+            self._items.pop(name, None)
 
     def get(self, name: str) -> T:
         try:

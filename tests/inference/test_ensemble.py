@@ -35,19 +35,22 @@ class Threshold(nn.Module):
         return self.conv(x)
 
 
-if "test_ensemble_threshold" not in MODELS:
-    MODELS.register("test_ensemble_threshold")(
-        lambda spatial_dims, in_channels, out_channels, *, threshold, slope, shift=0, **_: (
-            Threshold(
-                spatial_dims,
-                in_channels,
-                out_channels,
-                threshold=threshold,
-                slope=slope,
-                shift=shift,
-            )
-        )
+def _BUILDER(spatial_dims, in_channels, out_channels, *, threshold, slope, shift=0, **_):
+    return Threshold(
+        spatial_dims,
+        in_channels,
+        out_channels,
+        threshold=threshold,
+        slope=slope,
+        shift=shift,
     )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_model_registered():
+    """The test model is in MODELS only while this module runs, never at collection."""
+    with MODELS.temporary("test_ensemble_threshold", _BUILDER):
+        yield
 
 
 def make_model(

@@ -42,12 +42,15 @@ class ThresholdNet(nn.Module):
         return self.conv(x)
 
 
-if "test_threshold" not in MODELS:
-    MODELS.register("test_threshold")(
-        lambda spatial_dims, in_channels, out_channels, *, threshold=0.0, **common: ThresholdNet(
-            spatial_dims, in_channels, out_channels, threshold=threshold
-        )
-    )
+def _BUILDER(spatial_dims, in_channels, out_channels, *, threshold=0.0, **common):
+    return ThresholdNet(spatial_dims, in_channels, out_channels, threshold=threshold)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_model_registered():
+    """The test model is in MODELS only while this module runs, never at collection."""
+    with MODELS.temporary("test_threshold", _BUILDER):
+        yield
 
 
 def plan_dict(spacing=(1.0, 1.0, 1.0), patch_size=(16, 16, 16), scheme="none") -> dict:

@@ -42,14 +42,17 @@ class ShiftedThreshold(nn.Module):
         return self.conv(x)
 
 
-if "test_shifted_threshold" not in MODELS:
-    MODELS.register("test_shifted_threshold")(
-        lambda spatial_dims, in_channels, out_channels, *, threshold=THRESHOLD, shift=0, **common: (
-            ShiftedThreshold(
-                spatial_dims, in_channels, out_channels, threshold=threshold, shift=shift
-            )
-        )
+def _BUILDER(spatial_dims, in_channels, out_channels, *, threshold=THRESHOLD, shift=0, **common):
+    return ShiftedThreshold(
+        spatial_dims, in_channels, out_channels, threshold=threshold, shift=shift
     )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_model_registered():
+    """The test model is in MODELS only while this module runs, never at collection."""
+    with MODELS.temporary("test_shifted_threshold", _BUILDER):
+        yield
 
 
 def make_model(
