@@ -115,7 +115,8 @@ def test_ddp_with_two_gloo_processes(ellipsoid_dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_training_reaches_a_useful_dice(tmp_path, cli):
+@pytest.mark.parametrize("adversarial", [False, True], ids=["plain", "adversarial"])
+def test_cli_training_reaches_a_useful_dice(tmp_path, cli, adversarial):
     """About 40 s on 2 cores. Augmentation is off: in this toy data the class *is* the
     intensity (class k = intensity k), which brightness/contrast/gamma augmentation is designed
     to make the network ignore. (The demo trains with augmentation on CT-like data.)"""
@@ -127,6 +128,7 @@ def test_cli_training_reaches_a_useful_dice(tmp_path, cli):
         "--set", "model.features=8", "--set", "model.depth=3", "--set", "data.num_folds=3",
         "--set", "training.validate_every=50", "--set", "optimizer.lr=3e-3",
         "--set", "augmentation.enabled=false",
+        *(["--set", "adversarial.enabled=true", "--set", "adversarial.features=8"] if adversarial else []),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best validation Dice" in result.stdout
