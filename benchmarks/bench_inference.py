@@ -96,8 +96,18 @@ def worker(args) -> dict:
             from medseg3d.inference import sliding_window_inference
 
             output = "labels" if args.case == "large" else "logits"
+            extra = {} if args.stitch_threads is None else {"stitch_threads": args.stitch_threads}
+            if args.stitch_threads == 0:  # 0: all of torch's threads
+                extra = {"stitch_threads": None}
             result, stats = sliding_window_inference(
-                image, model, patch, overlap=0.5, batch_size=batch, output=output, return_stats=True
+                image,
+                model,
+                patch,
+                overlap=0.5,
+                batch_size=batch,
+                output=output,
+                return_stats=True,
+                **extra,
             )
             windows = stats.windows
     seconds = time.perf_counter() - start
@@ -149,7 +159,7 @@ def run_in_subprocess(args, case: str, method: str) -> dict:
         "--features",
         str(args.features),
     ]
-    for flag in ("shape", "patch", "batch_size"):
+    for flag in ("shape", "patch", "batch_size", "stitch_threads"):
         value = getattr(args, flag)
         if value is not None:
             command += [
@@ -172,6 +182,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--features", type=int, default=8, help="U-Net base features")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--stitch-threads",
+        type=int,
+        help="ours: threads while stitching (default: the library's, 1; 0 = all of torch's)",
+    )
     parser.add_argument("--method", choices=["ours", "monai"], default="ours")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
