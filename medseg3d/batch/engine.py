@@ -65,7 +65,7 @@ MODALITY_OF_CHANNEL = {
 class PreparedCase:
     """A case read and preprocessed, waiting for the model.
 
-    ``scan``: the :class:`~medseg3d.inference.predictor.PreparedScan` (``(C, *spatial)``
+    ``scan``: the :class:`~medseg3d.inference.prediction.PreparedScan` (``(C, *spatial)``
     float32 per distinct plan, and the grids to go back); ``affine``/``shape``/``meta``: the
     input's grid (RAS+ mm, voxels) and metadata kept for the output; ``seconds``: time per stage
     so far.

@@ -13,6 +13,9 @@ separate threads): :meth:`Predictor.read` (NIfTI, MHA/NRRD, DICOM folder) -> :me
 by one patch batch plus the label map; otherwise each model's probabilities brought back onto the
 input grid and averaged) -> :meth:`restore` (label values on the input's grid) ->
 :meth:`postprocess`.
+
+The data passed between stages live in :mod:`medseg3d.inference.prediction`; one model's own
+inference (sliding window, mirror passes) in :mod:`medseg3d.inference.member`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,8 +32,17 @@ import torch
 from medseg3d.errors import ConfigError, ShapeError
 from medseg3d.inference import ensemble
 from medseg3d.inference.device import describe_device, select_device
+from medseg3d.inference.member import (
+    Member,
+    channel_values,
+    mirror_flips,
+    mirror_passes,
+    patch_size_for,
+    sliding_window,
+)
 from medseg3d.inference.model_folder import LoadedModel, load_model_folder, read_model_yaml
 from medseg3d.inference.postprocess import label_volumes, postprocess
+from medseg3d.inference.prediction import Inference, Prediction, PreparedScan, prepare_scan
 from medseg3d.io.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -40,123 +50,6 @@ logger = logging.getLogger(__name__)
 Source = str | os.PathLike | Volume
 Inputs = Source | Sequence[Source]
 ModelDirs = str | os.PathLike | Sequence[str | os.PathLike]
-
-
-@dataclass
-class Prediction:
-    """One segmented scan: the label map (and probabilities) on the input's grid, and a report.
-
-    ``labels``: integer label map (*spatial) with the input's affine; ``probabilities``: float32
-    ``(*spatial, C)`` on the same grid (the ensemble mean), or None; ``uncertainty``: float32
-    ``(*spatial)`` on the same grid, or None; ``image``: the (first channel of the) input;
-    ``volumes``: ``{name: {"value", "voxels", "volume_ml"}}``; ``seconds``: time per step.
-    """
-
-    labels: Volume
-    probabilities: Volume | None
-    image: Volume
-    names: dict[str, int]
-    volumes: dict[str, dict[str, float]]
-    seconds: dict[str, float] = field(default_factory=dict)
-    device: str = ""
-    uncertainty: Volume | None = None
-
-    def save(
-        self,
-        path: str | os.PathLike,
-        *,
-        format: str = "auto",
-        probabilities_path: str | os.PathLike | None = None,
-        preview_path: str | os.PathLike | None = None,
-        title: str | None = None,
-        uncertainty_path: str | os.PathLike | None = None,
-    ) -> list[Path]:
-        """Write the label map (NIfTI/MHA/NRRD by extension, or ``format="dicom-seg"``), and
-        optionally the probabilities, the uncertainty map (float32) and a preview PNG; every
-        file atomically. Returns the paths."""
-        from medseg3d.io import save_volume
-
-        start = time.perf_counter()
-        path = Path(path)
-        if format == "dicom-seg":
-            from medseg3d.io import write_dicom_seg
-
-            names = {value: name for name, value in self.names.items() if value != 0}
-            written = [write_dicom_seg(self.labels, self.image, path, labels=names)]
-        else:
-            written = [save_volume(self.labels, path, is_label=True)]
-        for extra, volume, option in (
-            (probabilities_path, self.probabilities, "probabilities=True"),
-            (uncertainty_path, self.uncertainty, 'uncertainty="entropy" or "variance"'),
-        ):
-            if extra is None:
-                continue
-            if volume is None:
-                raise ConfigError(f"{extra}: nothing to write; predict with {option}")
-            written.append(save_volume(volume, extra, dtype=np.float32, is_label=False))
-        if preview_path is not None:
-            from medseg3d.inference.preview import save_preview
-
-            written.append(
-                save_preview(self.image, self.labels, preview_path, names=self.names, title=title)
-            )
-        self.seconds["write"] = time.perf_counter() - start
-        return [Path(p) for p in written]
-
-
-@dataclass
-class PreparedScan:
-    """A scan preprocessed for every distinct plan of the predictor's models.
-
-    ``images[k]``: ``(C_in, *spatial)`` float32 on plan ``k``'s grid; ``restores[k]``: the grids
-    to go back to the input (:class:`~medseg3d.data.preprocess.RestoreInfo`). Plain data: it can
-    be sent to and from worker processes.
-    """
-
-    images: list[np.ndarray]
-    restores: list[Any]
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.restores[0].original_shape)
-
-    @property
-    def input_affine(self) -> np.ndarray:
-        return np.asarray(self.restores[0].original_affine)
-
-
-@dataclass
-class Inference:
-    """What :meth:`Predictor.infer` returns.
-
-    ``indices``: the output-channel index of each voxel: ``(*input)`` on the input grid when
-    ``on_input_grid``, else (one model, label-only mode) on the first plan's preprocessed grid;
-    ``probabilities``: ``(*input, C)`` float32 mean over the models (when asked for);
-    ``uncertainty``: ``(*input)`` float32 (when asked for).
-    """
-
-    indices: np.ndarray
-    on_input_grid: bool
-    probabilities: np.ndarray | None = None
-    uncertainty: np.ndarray | None = None
-    uncertainty_kind: str | None = None
-
-
-@dataclass
-class Member:
-    """One model of the predictor: the loaded folder and its own inference settings."""
-
-    loaded: LoadedModel
-    plan_index: int
-    weight: float
-    patch_size: tuple[int, ...]
-    overlap: float
-    activation: str
-    values: tuple[int, ...]
-
-    @property
-    def path(self) -> Path:
-        return self.loaded.path
 
 
 class Predictor:
@@ -241,10 +134,10 @@ class Predictor:
                     loaded=loaded,
                     plan_index=plan_dicts.index(plan.to_dict()),
                     weight=weight,
-                    patch_size=_patch_size(loaded, patch_size),
+                    patch_size=patch_size_for(loaded, patch_size),
                     overlap=member_overlap,
                     activation=activation,
-                    values=_channel_values(loaded.labels, loaded.out_channels),
+                    values=channel_values(loaded.labels, loaded.out_channels),
                 )
             )
             logger.info("loaded %s on %s", loaded.path, self.device_description)
@@ -474,13 +367,12 @@ class Predictor:
         lookup = np.asarray(self._values, dtype=np.int64)
         return lookup[indices.astype(np.int64)]
 
-    _values_of = values_of  # the former private name
 
     # --- reports ------------------------------------------------------------------------------
     @property
     def passes(self) -> int:
         """Predictions the uncertainty is measured over: models x mirror combinations."""
-        return sum(len(self._flips(m)) if self.tta else 1 for m in self.members)
+        return sum(len(mirror_flips(m)) if self.tta else 1 for m in self.members)
 
     def settings(self) -> dict[str, Any]:
         """The inference settings in effect (for reports)."""
@@ -510,130 +402,34 @@ class Predictor:
         names = ", ".join(name for name, value in self.labels.items() if value != 0)
         return f"{spec['name']} {spec['spatial_dims']}D, labels: {names}"
 
-    # --- inference of one model ---------------------------------------------------------------
-    def _sliding_window(
-        self, member: Member, tensor: torch.Tensor, output: str, stitch_device=None, network=None
-    ) -> torch.Tensor:
-        """``(1, C_in, *spatial)`` -> labels ``(1, 1, *spatial)`` or probabilities/logits
-        ``(1, C, *spatial)`` on the CPU. Label maps are stitched on the compute device (a byte
-        per voxel), the rest on the CPU; a CUDA out-of-memory error while stitching falls back
-        to the CPU."""
-        from medseg3d.inference.sliding_window import sliding_window_inference
-
-        options = dict(
-            overlap=member.overlap,
-            mode="gaussian",
+    # --- one model, with this predictor's device and settings -------------------------------
+    def _sliding_window(self, member: Member, tensor, output: str, stitch_device=None):
+        return sliding_window(
+            member,
+            tensor,
+            output,
+            device=self.device,
             batch_size=self.batch_size,
-            output=output,
-            activation=member.activation,
-            mirror_axes=self._mirror_axes(member) if self.tta and network is None else None,
-            out_channels=member.loaded.out_channels,
             progress=self.progress,
-            compute_device=self.device,
+            tta=self.tta,
+            stitch_device=stitch_device,
         )
-        if stitch_device is not None:
-            stitch = torch.device(stitch_device)
-        else:
-            stitch = self.device if output == "labels" else torch.device("cpu")
-        network = network or member.loaded.model
-        with torch.inference_mode():
-            try:
-                result = sliding_window_inference(
-                    tensor, network, member.patch_size, device=stitch, **options
-                )
-            except torch.cuda.OutOfMemoryError:
-                if stitch.type != "cuda":
-                    raise
-                logger.warning("out of GPU memory while stitching; stitching on the CPU instead")
-                torch.cuda.empty_cache()
-                result = sliding_window_inference(
-                    tensor, network, member.patch_size, device="cpu", **options
-                )
-        return result.cpu()
 
-    def _mirror_passes(self, member: Member, tensor: torch.Tensor, stitch_device=None):
-        """Each mirror combination as its own pass (the same network evaluations as TTA):
-        ``[tta probabilities, mean of the passes' probabilities, mean of their squares]``, each
-        ``(C, *spatial)`` on the preprocessed grid. The first is exactly what TTA gives (the
-        activation of the mean logits); the other two measure the spread of the passes."""
-        flips = self._flips(member)
-        logit_sum = pass_sum = square_sum = None
-        with torch.inference_mode():
-            for dims in flips:
-                logits = self._sliding_window(
-                    member, tensor, "logits", stitch_device, _Mirrored(member.loaded.model, dims)
-                )[0]
-                p = _activate(logits, member.activation)
-                if logit_sum is None:
-                    logit_sum, pass_sum, square_sum = logits, p.clone(), p.square()
-                else:
-                    logit_sum += logits
-                    pass_sum += p
-                    square_sum += p.square()
-                del logits, p
-            count = float(len(flips))
-            return [
-                _activate(logit_sum / count, member.activation),
-                pass_sum / count,
-                square_sum / count,
-            ]
+    def _mirror_passes(self, member: Member, tensor, stitch_device=None):
+        return mirror_passes(
+            member,
+            tensor,
+            device=self.device,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            stitch_device=stitch_device,
+        )
 
     def _to_input_grid(self, probabilities: torch.Tensor, restore) -> np.ndarray:
         from medseg3d.data.preprocess import restore_probabilities
 
         back = restore_probabilities(probabilities.numpy(), restore).array
         return ensemble.to_layout(back, self.channels)
-
-    def _mirror_axes(self, member: Member) -> tuple[int, ...]:
-        axes = member.loaded.inference.get("mirror_axes")
-        return tuple(range(self.spatial_dims)) if axes is None else tuple(int(a) for a in axes)
-
-    def _flips(self, member: Member) -> list[tuple[int, ...]]:
-        """Every mirror combination (the identity first) as tensor dims of ``(B, C, *spatial)``."""
-        import itertools
-
-        axes = sorted(set(self._mirror_axes(member)))
-        return [
-            tuple(axis + 2 for axis in combination)
-            for count in range(len(axes) + 1)
-            for combination in itertools.combinations(axes, count)
-        ]
-
-
-def prepare_scan(channels: Sequence[Volume], plans: Sequence[Any]) -> PreparedScan:
-    """Preprocess ``channels`` for each of ``plans`` (:class:`~medseg3d.data.plan.Plan` or its
-    dict) -> :class:`PreparedScan`. Needs no model: batch readers call it in worker processes."""
-    from medseg3d.data.plan import Plan
-    from medseg3d.data.preprocess import preprocess
-
-    images, restores = [], []
-    for plan in plans:
-        case = preprocess(list(channels), plan if isinstance(plan, Plan) else Plan.from_dict(plan))
-        images.append(case.image)
-        restores.append(case.restore)
-    return PreparedScan(images=images, restores=restores)
-
-
-class _Mirrored(torch.nn.Module):
-    """The network seen through a mirror: ``flip(net(flip(x)))`` over ``dims`` (the full-
-    resolution output of deep supervision)."""
-
-    def __init__(self, network: torch.nn.Module, dims: tuple[int, ...]):
-        super().__init__()
-        self.network, self.dims = network, dims
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        if not self.dims:
-            output = self.network(batch)
-            return output[0] if isinstance(output, (list, tuple)) else output
-        output = self.network(torch.flip(batch, self.dims))
-        output = output[0] if isinstance(output, (list, tuple)) else output
-        return torch.flip(output, self.dims)
-
-
-def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
-    """Softmax over the channel axis 0 of ``(C, *spatial)``, or sigmoid per channel."""
-    return torch.sigmoid(logits) if activation == "sigmoid" else torch.softmax(logits, dim=0)
 
 
 def _argmax(probabilities: np.ndarray) -> np.ndarray:
@@ -656,42 +452,6 @@ def _folders(model_dir: ModelDirs) -> list[str | os.PathLike]:
     if not folders:
         raise ConfigError("no model folder given; pass one folder or a list of them (-m)")
     return folders
-
-
-def _patch_size(loaded: LoadedModel, patch_size: int | Sequence[int] | None) -> tuple[int, ...]:
-    spatial_dims = loaded.spatial_dims
-    if patch_size is None:
-        patch_size = loaded.inference["patch_size"]
-    if isinstance(patch_size, int):
-        patch_size = [patch_size] * spatial_dims
-    patch = tuple(int(p) for p in patch_size)
-    if len(patch) == 1:
-        patch = patch * spatial_dims
-    if len(patch) != spatial_dims or any(p < 1 for p in patch):
-        raise ConfigError(f"--patch-size needs {spatial_dims} positive sizes, got {list(patch)}")
-    divisor = int(getattr(loaded.model, "size_divisor", 1) or 1)
-    bad = [p for p in patch if p % divisor]
-    if bad:
-        fixed = [max(divisor, round(p / divisor) * divisor) for p in patch]
-        raise ConfigError(
-            f"--patch-size {list(patch)}: sizes must be multiples of {divisor} for the network "
-            f"of {loaded.path}; try {','.join(map(str, fixed))}"
-        )
-    return patch
-
-
-def _channel_values(labels: dict[str, int], out_channels: int) -> tuple[int, ...]:
-    """The label value of each output index: ascending label values (0 first). A one-channel
-    (sigmoid) model has indices 0 (background) and 1 (its one foreground label)."""
-    values = sorted(set(int(v) for v in labels.values()))
-    if out_channels == 1 and len(values) == 2:
-        return tuple(values)
-    if len(values) != out_channels and max(values) + 1 != out_channels:
-        raise ConfigError(
-            f"the model has {out_channels} output channels but its labels are {labels}; "
-            "the model folder is inconsistent"
-        )
-    return tuple(values) if len(values) == out_channels else tuple(range(out_channels))
 
 
 def _label_dtype(values: Sequence[int]) -> type:
