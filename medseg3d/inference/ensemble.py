@@ -262,3 +262,14 @@ def class_variance(mean: np.ndarray, mean_of_squares: np.ndarray) -> np.ndarray:
         squares = np.asarray(mean_of_squares[start : start + _SLAB], np.float32)
         out[start : start + _SLAB] = np.clip(squares - m * m, 0.0, None).mean(-1)
     return out
+
+
+def argmax(probabilities: np.ndarray) -> np.ndarray:
+    """Channel index per voxel of ``(*spatial, C)`` as uint8 (int16 above 256 channels), slab by
+    slab (no int64 map of the whole volume); ``p > 0.5`` for one sigmoid channel."""
+    channels = probabilities.shape[-1]
+    out = np.empty(probabilities.shape[:-1], np.uint8 if channels <= 256 else np.int16)
+    for start in range(0, len(out), 8):
+        part = probabilities[start : start + 8]
+        out[start : start + 8] = part[..., 0] > 0.5 if channels == 1 else np.argmax(part, -1)
+    return out

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from medseg3d.errors import ConfigError
@@ -37,6 +38,12 @@ class Member:
     @property
     def path(self) -> Path:
         return self.loaded.path
+
+    def describe(self) -> str:
+        """``"unet 3D, labels: liver, kidney"``."""
+        spec = self.loaded.model_spec
+        names = ", ".join(name for name, value in self.loaded.labels.items() if value != 0)
+        return f"{spec['name']} {spec['spatial_dims']}D, labels: {names}"
 
 
 def sliding_window(
@@ -206,3 +213,53 @@ def channel_values(labels: dict[str, int], out_channels: int) -> tuple[int, ...]
             "the model folder is inconsistent"
         )
     return tuple(values) if len(values) == out_channels else tuple(range(out_channels))
+
+
+def load_members(
+    folders: Sequence,
+    weights: Sequence[float],
+    device: torch.device,
+    *,
+    overlap: float | None = None,
+    patch_size: int | Sequence[int] | None = None,
+) -> tuple[list[Member], list]:
+    """Load each model folder onto ``device`` -> ``(members, distinct plans)``; members that share
+    a plan (cross-validation folds) share its index, so the scan is preprocessed once per plan."""
+    from medseg3d.data.plan import Plan
+    from medseg3d.inference.model_folder import load_model_folder
+
+    members: list[Member] = []
+    plans: list[Plan] = []
+    plan_dicts: list[dict] = []
+    for folder, weight in zip(folders, weights):
+        loaded = load_model_folder(folder, device)
+        plan = Plan.from_dict(loaded.plan)
+        plan_dict = plan.to_dict()
+        if plan_dict not in plan_dicts:
+            plans.append(plan)
+            plan_dicts.append(plan_dict)
+        member_overlap = float(loaded.inference.get("overlap", 0.5) if overlap is None else overlap)
+        if not 0.0 <= member_overlap < 1.0:
+            raise ConfigError(f"--overlap must be in [0, 1), got {member_overlap}")
+        activation = str(
+            loaded.inference.get("activation")
+            or ("sigmoid" if loaded.out_channels == 1 else "softmax")
+        )
+        members.append(
+            Member(
+                loaded=loaded,
+                plan_index=plan_dicts.index(plan_dict),
+                weight=weight,
+                patch_size=patch_size_for(loaded, patch_size),
+                overlap=member_overlap,
+                activation=activation,
+                values=channel_values(loaded.labels, loaded.out_channels),
+            )
+        )
+        logger.info("loaded %s", loaded.path)
+    return members, plans
+
+
+def as_batch(image: np.ndarray) -> torch.Tensor:
+    """A preprocessed ``(C, *spatial)`` image as a float32 batch of one ``(1, C, *spatial)``."""
+    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]

@@ -128,3 +128,46 @@ def prepare_scan(channels: Sequence[Volume], plans: Sequence[Any]) -> PreparedSc
         images.append(case.image)
         restores.append(case.restore)
     return PreparedScan(images=images, restores=restores)
+
+
+def assemble_prediction(
+    reference: Volume,
+    labels: np.ndarray,
+    inference: Inference,
+    *,
+    names: dict[str, int],
+    class_values: Sequence[int],
+    device: str,
+    seconds: dict[str, float],
+) -> Prediction:
+    """The :class:`Prediction` of label values ``labels`` (on ``reference``'s grid) and the
+    probabilities / uncertainty of ``inference``, all as Volumes sharing ``reference``'s affine."""
+    from medseg3d.inference.postprocess import label_volumes
+
+    meta = {k: v for k, v in reference.meta.items() if k not in ("modality", "is_label")}
+    labels = labels.astype(np.uint8 if max(class_values) < 256 else np.uint16)
+    label_volume = Volume(
+        labels, reference.affine.copy(), meta | {"is_label": True, "labels": dict(names)}
+    )
+    probability_volume = uncertainty_volume = None
+    if inference.probabilities is not None:
+        probability_volume = Volume(
+            inference.probabilities, reference.affine.copy(), {}, has_channels=True
+        )
+        probability_volume.meta["class_values"] = list(class_values)
+    if inference.uncertainty is not None:
+        uncertainty_volume = Volume(
+            inference.uncertainty,
+            reference.affine.copy(),
+            {"uncertainty": inference.uncertainty_kind},
+        )
+    return Prediction(
+        labels=label_volume,
+        probabilities=probability_volume,
+        image=reference,
+        names=dict(names),
+        volumes=label_volumes(labels, reference.spacing, names),
+        seconds=seconds,
+        device=device,
+        uncertainty=uncertainty_volume,
+    )

@@ -34,15 +34,21 @@ from medseg3d.inference import ensemble
 from medseg3d.inference.device import describe_device, select_device
 from medseg3d.inference.member import (
     Member,
-    channel_values,
+    as_batch,
+    load_members,
     mirror_flips,
     mirror_passes,
-    patch_size_for,
     sliding_window,
 )
-from medseg3d.inference.model_folder import LoadedModel, load_model_folder, read_model_yaml
-from medseg3d.inference.postprocess import label_volumes, postprocess
-from medseg3d.inference.prediction import Inference, Prediction, PreparedScan, prepare_scan
+from medseg3d.inference.model_folder import LoadedModel, read_model_yaml
+from medseg3d.inference.postprocess import postprocess
+from medseg3d.inference.prediction import (
+    Inference,
+    Prediction,
+    PreparedScan,
+    assemble_prediction,
+    prepare_scan,
+)
 from medseg3d.io.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -97,7 +103,6 @@ class Predictor:
 
         import medseg3d.data.preprocess
         import medseg3d.transforms  # noqa: F401  (imported by preprocessing; load it once, here)
-        from medseg3d.data.plan import Plan
 
         if overlap is not None and not 0.0 <= float(overlap) < 1.0:
             raise ConfigError(f"--overlap must be in [0, 1), got {overlap}")
@@ -111,36 +116,9 @@ class Predictor:
         self.progress = progress
         self.largest_component = largest_component
         self.fill_holes = fill_holes
-        self.plans: list[Plan] = []
-        self.members: list[Member] = []
-        for folder, weight in zip(folders, member_weights):
-            loaded = load_model_folder(folder, self.device)
-            plan = Plan.from_dict(loaded.plan)
-            plan_dicts = [p.to_dict() for p in self.plans]
-            if plan.to_dict() not in plan_dicts:
-                self.plans.append(plan)
-                plan_dicts.append(plan.to_dict())
-            member_overlap = float(
-                loaded.inference.get("overlap", 0.5) if overlap is None else overlap
-            )
-            if not 0.0 <= member_overlap < 1.0:
-                raise ConfigError(f"--overlap must be in [0, 1), got {member_overlap}")
-            activation = str(
-                loaded.inference.get("activation")
-                or ("sigmoid" if loaded.out_channels == 1 else "softmax")
-            )
-            self.members.append(
-                Member(
-                    loaded=loaded,
-                    plan_index=plan_dicts.index(plan.to_dict()),
-                    weight=weight,
-                    patch_size=patch_size_for(loaded, patch_size),
-                    overlap=member_overlap,
-                    activation=activation,
-                    values=channel_values(loaded.labels, loaded.out_channels),
-                )
-            )
-            logger.info("loaded %s on %s", loaded.path, self.device_description)
+        self.members, self.plans = load_members(
+            folders, member_weights, self.device, overlap=overlap, patch_size=patch_size
+        )
         first = self.members[0]
         self.channels = ensemble.output_layout(
             [m.loaded.out_channels for m in self.members], [m.activation for m in self.members]
@@ -212,35 +190,15 @@ class Predictor:
         array = self.postprocess(array)
         seconds["postprocess"], clock = _lap(clock)
 
-        reference = channels[0]
-        meta = {k: v for k, v in reference.meta.items() if k not in ("modality", "is_label")}
-        label_volume = Volume(
-            array.astype(_label_dtype(self._values)),
-            reference.affine.copy(),
-            meta | {"is_label": True, "labels": dict(self.labels)},
-        )
-        probability_volume = uncertainty_volume = None
-        if inference.probabilities is not None:
-            probability_volume = Volume(
-                inference.probabilities, reference.affine.copy(), {}, has_channels=True
-            )
-            probability_volume.meta["class_values"] = list(self._values)
-        if inference.uncertainty is not None:
-            uncertainty_volume = Volume(
-                inference.uncertainty,
-                reference.affine.copy(),
-                {"uncertainty": inference.uncertainty_kind},
-            )
         seconds["total"] = time.perf_counter() - start
-        return Prediction(
-            labels=label_volume,
-            probabilities=probability_volume,
-            image=reference,
-            names=dict(self.labels),
-            volumes=label_volumes(array, reference.spacing, self.labels),
-            seconds=seconds,
+        return assemble_prediction(
+            channels[0],
+            array,
+            inference,
+            names=self.labels,
+            class_values=self._values,
             device=self.device_description,
-            uncertainty=uncertainty_volume,
+            seconds=seconds,
         )
 
     # --- stages -------------------------------------------------------------------------------
@@ -305,7 +263,7 @@ class Predictor:
         ensemble.check_uncertainty(uncertainty, self.passes)
         if not self.is_ensemble and not probabilities and uncertainty is None:
             member = self.members[0]
-            image = _tensor(prepared.images[member.plan_index])
+            image = as_batch(prepared.images[member.plan_index])
             output = self._sliding_window(member, image, "labels", stitch_device)
             return Inference(indices=output[0].numpy(), on_input_grid=False)
         separate = uncertainty is not None and self.tta
@@ -315,7 +273,7 @@ class Predictor:
             squares=uncertainty == "variance",
         )
         for member in self.members:
-            image = _tensor(prepared.images[member.plan_index])
+            image = as_batch(prepared.images[member.plan_index])
             restore = prepared.restores[member.plan_index]
             if separate:
                 maps = self._mirror_passes(member, image, stitch_device)
@@ -334,7 +292,7 @@ class Predictor:
             )
             del restored
         mean = accumulator.mean()
-        indices = _argmax(mean)
+        indices = ensemble.argmax(mean)
         return Inference(
             indices=indices,
             on_input_grid=True,
@@ -367,7 +325,6 @@ class Predictor:
         lookup = np.asarray(self._values, dtype=np.int64)
         return lookup[indices.astype(np.int64)]
 
-
     # --- reports ------------------------------------------------------------------------------
     @property
     def passes(self) -> int:
@@ -398,9 +355,7 @@ class Predictor:
         return settings
 
     def describe_model(self, member: int = 0) -> str:
-        spec = self.members[member].loaded.model_spec
-        names = ", ".join(name for name, value in self.labels.items() if value != 0)
-        return f"{spec['name']} {spec['spatial_dims']}D, labels: {names}"
+        return self.members[member].describe()
 
     # --- one model, with this predictor's device and settings -------------------------------
     def _sliding_window(self, member: Member, tensor, output: str, stitch_device=None):
@@ -432,30 +387,11 @@ class Predictor:
         return ensemble.to_layout(back, self.channels)
 
 
-def _argmax(probabilities: np.ndarray) -> np.ndarray:
-    """Channel index per voxel of ``(*spatial, C)`` as uint8 (int16 above 256 channels), slab by
-    slab (no int64 map of the whole volume); ``p > 0.5`` for one sigmoid channel."""
-    channels = probabilities.shape[-1]
-    out = np.empty(probabilities.shape[:-1], np.uint8 if channels <= 256 else np.int16)
-    for start in range(0, len(out), 8):
-        part = probabilities[start : start + 8]
-        out[start : start + 8] = part[..., 0] > 0.5 if channels == 1 else np.argmax(part, -1)
-    return out
-
-
-def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-
-
 def _folders(model_dir: ModelDirs) -> list[str | os.PathLike]:
     folders = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
     if not folders:
         raise ConfigError("no model folder given; pass one folder or a list of them (-m)")
     return folders
-
-
-def _label_dtype(values: Sequence[int]) -> type:
-    return np.uint8 if max(values) < 256 else np.uint16
 
 
 def _lap(clock: float) -> tuple[float, float]:
