@@ -72,20 +72,16 @@ def class_locations(label: np.ndarray, seed: int = 1234) -> dict[int, np.ndarray
     As nnU-Net: at most :data:`MAX_LOCATIONS` per class, and at least 1 % of its voxels, so
     foreground oversampling can centre a patch on a class without scanning the label map.
     """
+    from medseg3d.transforms.patch import class_locations as sample_locations
+
     label = label[0] if label.ndim > 1 and label.shape[0] == 1 else label
-    rng = np.random.default_rng(seed)
-    locations = {}
-    for value in np.unique(label):
-        if value == 0:
-            continue
-        coords = np.argwhere(label == value)
-        count = min(
-            len(coords), max(MAX_LOCATIONS, int(np.ceil(len(coords) * MIN_LOCATION_FRACTION)))
-        )
-        if count < len(coords):
-            coords = coords[np.sort(rng.choice(len(coords), size=count, replace=False))]
-        locations[int(value)] = coords.astype(np.int32)
-    return locations
+    locations = sample_locations(
+        label,
+        max_per_class=MAX_LOCATIONS,
+        min_fraction=MIN_LOCATION_FRACTION,
+        rng=np.random.default_rng(seed),
+    )
+    return {value: coords.astype(np.int32) for value, coords in locations.items()}
 
 
 def build_cache(

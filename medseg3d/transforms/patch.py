@@ -31,11 +31,14 @@ def class_locations(
     classes: Sequence[int] | None = None,
     *,
     max_per_class: int = 10000,
-    rng: np.random.RandomState | None = None,
+    min_fraction: float = 0.0,
+    rng: np.random.RandomState | np.random.Generator | None = None,
 ) -> dict[int, np.ndarray]:
     """Voxel positions ``(N, D)`` (int64) of each class > 0 in ``label`` ``(*spatial)`` or ``(1, *spatial)``.
 
-    At most ``max_per_class`` positions per class, drawn without replacement (seeded by ``rng``).
+    At most ``max_per_class`` positions per class but at least ``min_fraction`` of its voxels
+    (nnU-Net keeps 10,000 and 1 %), drawn without replacement (seeded by ``rng``) and kept in
+    array order.
     """
     array = np.asarray(label)
     rng = np.random.RandomState(0) if rng is None else rng
@@ -45,8 +48,9 @@ def class_locations(
         if value <= 0:
             continue
         positions = np.argwhere(array == value)
-        if len(positions) > max_per_class:
-            positions = positions[rng.choice(len(positions), max_per_class, replace=False)]
+        count = min(len(positions), max(max_per_class, int(np.ceil(len(positions) * min_fraction))))
+        if count < len(positions):
+            positions = positions[np.sort(rng.choice(len(positions), size=count, replace=False))]
         locations[int(value)] = positions.astype(np.int64)
     return locations
 
