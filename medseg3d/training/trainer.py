@@ -85,7 +85,7 @@ class Trainer:
         config: dict[str, Any],
         run_dir: Path,
         device: torch.device,
-        dist_info: DistInfo = DistInfo(),
+        dist_info: DistInfo | None = None,
         term: TrainingTerm | None = None,
         progress: bool = True,
     ):
@@ -98,15 +98,17 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = device
-        self.dist = dist_info
+        self.dist = dist_info or DistInfo()
         self.term = term
-        self.progress = progress and dist_info.is_main
+        self.progress = progress and self.dist.is_main
         self.state = TrainState()
         training = config["training"]
         self.autocast_dtype, use_scaler = amp_settings(device, training["amp"])
         self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self._tensorboard = None
+        self._csv_columns: list[str] = []
+        self._csv_synced = False
 
     # --- state ------------------------------------------------------------------------------
     @property
@@ -260,20 +262,33 @@ class Trainer:
         if not self.dist.is_main:
             return
         self.state.history.append(row)
-        columns: list[str] = []
-        for entry in self.state.history:
-            columns += [key for key in entry if key not in columns]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(self.state.history)
-        atomic_write_text(self.run_dir / "metrics.csv", buffer.getvalue())
+        self._write_metrics(row)
         board = self._board()
         if board is not None:
             for key, value in row.items():
                 if key != "iteration" and isinstance(value, (int, float)):
                     board.add_scalar(key, value, row["iteration"])
         logger.info("iteration %s: %s", row["iteration"], {k: v for k, v in row.items() if k != "iteration"})
+
+    def _write_metrics(self, row: dict[str, Any]) -> None:
+        """Append ``row`` to metrics.csv; rewrite the file (atomically, from the history) only when
+        a new column appears or on this process's first write (a resumed run drops rows past its
+        checkpoint that way)."""
+        path = self.run_dir / "metrics.csv"
+        new_columns = [key for key in row if key not in self._csv_columns]
+        buffer = io.StringIO()
+        if new_columns or not self._csv_synced:
+            for entry in self.state.history:
+                self._csv_columns += [key for key in entry if key not in self._csv_columns]
+            writer = csv.DictWriter(buffer, fieldnames=self._csv_columns)
+            writer.writeheader()
+            writer.writerows(self.state.history)
+            atomic_write_text(path, buffer.getvalue())
+            self._csv_synced = True
+            return
+        csv.DictWriter(buffer, fieldnames=self._csv_columns).writerow(row)
+        with open(path, "a", encoding="utf-8", newline="") as handle:
+            handle.write(buffer.getvalue())
 
     def _board(self):
         if self._tensorboard is None:

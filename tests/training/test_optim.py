@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medseg3d.training.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
 from medseg3d.training.config import default_config
+from medseg3d.training.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
 
 
 def test_poly_and_cosine_schedules_with_warmup():

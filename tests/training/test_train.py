@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -41,6 +42,11 @@ def test_resume_continues_the_same_run_exactly(ellipsoid_dataset, tmp_path):
     losses_a = [row["loss"] for row in a["history"] if "loss" in row]
     losses_b = [row["loss"] for row in b["history"] if "loss" in row]
     assert losses_a == losses_b
+    # metrics.csv (appended row by row, rewritten on resume) holds exactly the history, once
+    with open(tmp_path / "split" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["iteration"]) for row in rows] == [entry["iteration"] for entry in b["history"]]
+    assert [float(row["loss"]) for row in rows] == pytest.approx(losses_b)
 
 
 def test_the_model_folder_is_self_contained(ellipsoid_dataset, tmp_path):
