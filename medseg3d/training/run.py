@@ -51,7 +51,7 @@ from medseg3d.training.optim import build_optimizer, build_scheduler
 from medseg3d.training.sampling import AugmentedSamples, make_batches
 from medseg3d.training.trainer import Trainer
 from medseg3d.training.validation import make_validator
-from medseg3d.transforms import build_training_transforms, initial_patch_size
+from medseg3d.transforms import build_training_transforms, training_crop_size
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,9 @@ def resolve_patch_size(config: dict[str, Any], plan: Plan, divisor: int) -> list
     elif isinstance(patch, int):
         patch = [patch] * plan.spatial_dims
     if len(patch) != plan.spatial_dims:
-        raise ConfigError(f"data.patch_size={patch} needs {plan.spatial_dims} entries for this dataset")
+        raise ConfigError(
+            f"data.patch_size={patch} needs {plan.spatial_dims} entries for this dataset"
+        )
     bad = [p for p in patch if p % divisor]
     if bad:
         raise ConfigError(
@@ -129,12 +131,23 @@ def train(
         device = torch.device("cuda", dist_info.local_rank)
         torch.cuda.set_device(device)
     try:
-        return _train(data_dir, run_dir, config, device, dist_info, resume=resume, progress=progress, stop_after=stop_after)
+        return _train(
+            data_dir,
+            run_dir,
+            config,
+            device,
+            dist_info,
+            resume=resume,
+            progress=progress,
+            stop_after=stop_after,
+        )
     finally:
         shutdown(dist_info)
 
 
-def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, progress, stop_after) -> TrainResult:
+def _train(
+    data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, progress, stop_after
+) -> TrainResult:
     data, training = config["data"], config["training"]
     if dist_info.is_main:
         logger.info("training on %s", describe_device(device))
@@ -142,8 +155,13 @@ def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, pr
     plan = _plan(spec, run_dir, config, resume, dist_info)
     spec_args = model_spec(config, plan)
     torch.manual_seed(training["seed"])
-    model = build_model(spec_args["name"], spec_args["spatial_dims"], spec_args["in_channels"],
-                        spec_args["out_channels"], **spec_args["options"])
+    model = build_model(
+        spec_args["name"],
+        spec_args["spatial_dims"],
+        spec_args["in_channels"],
+        spec_args["out_channels"],
+        **spec_args["options"],
+    )
     patch_size = resolve_patch_size(config, plan, model.size_divisor)
 
     cache_dir = Path(data["cache_dir"]) if data["cache_dir"] else run_dir / "cache"
@@ -155,7 +173,9 @@ def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, pr
     else:
         train_ids, val_ids = train_val_split(spec.case_ids, "all")
     if dist_info.is_main:
-        atomic_write_text(run_dir / "splits.json", json.dumps({"train": train_ids, "val": val_ids}, indent=1))
+        atomic_write_text(
+            run_dir / "splits.json", json.dumps({"train": train_ids, "val": val_ids}, indent=1)
+        )
     if config["validation"]["max_cases"]:
         val_ids = val_ids[: config["validation"]["max_cases"]]
 
@@ -163,11 +183,10 @@ def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, pr
     crop_size = patch_size
     if config["augmentation"]["enabled"]:
         options = dict(config["augmentation"]["options"])
-        augment = build_training_transforms(plan.spatial_dims, patch_size, sample_patch=False, **options)
-        crop_size = list(initial_patch_size(
-            patch_size, options.get("rotate_range", _default_rotation(plan.spatial_dims)),
-            options.get("scale_range", (0.7, 1.4)),
-        ))
+        augment = build_training_transforms(
+            plan.spatial_dims, patch_size, sample_patch=False, **options
+        )
+        crop_size = list(training_crop_size(plan.spatial_dims, patch_size, **options))
     total, batch_size = training["iterations"], data["batch_size"]
     patches = PatchDataset(
         cache_dir,
@@ -179,8 +198,13 @@ def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, pr
     )
     samples = AugmentedSamples(patches, augment, training["seed"])
     batches = make_batches(
-        samples, total=total, batch_size=batch_size, num_workers=data["num_workers"],
-        rank=dist_info.rank, world_size=dist_info.world_size, pin_memory=device.type == "cuda",
+        samples,
+        total=total,
+        batch_size=batch_size,
+        num_workers=data["num_workers"],
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+        pin_memory=device.type == "cuda",
     )
 
     model = model.to(device)
@@ -197,14 +221,28 @@ def _train(data_dir, run_dir, config, device, dist_info: DistInfo, *, resume, pr
     validator = None
     if val_ids:
         validator = make_validator(
-            cache_dir, val_ids, patch_size=patch_size, labels=plan.labels, device=device,
-            overlap=config["validation"]["overlap"], batch_size=batch_size,
+            cache_dir,
+            val_ids,
+            patch_size=patch_size,
+            labels=plan.labels,
+            device=device,
+            overlap=config["validation"]["overlap"],
+            batch_size=batch_size,
         )
     term = _term(config, plan, patch_size, device)
     trainer = Trainer(
-        model=network, loss=loss, optimizer=optimizer, scheduler=scheduler, batches=batches,
-        validator=validator, config=config, run_dir=run_dir, device=device, dist_info=dist_info,
-        progress=progress, term=term,
+        model=network,
+        loss=loss,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        batches=batches,
+        validator=validator,
+        config=config,
+        run_dir=run_dir,
+        device=device,
+        dist_info=dist_info,
+        progress=progress,
+        term=term,
     )
     if resume:
         trainer.resume()
@@ -233,12 +271,6 @@ def _term(config, plan: Plan, patch_size, device):
     return AdversarialTerm.from_config(config, plan, patch_size, device)
 
 
-def _default_rotation(spatial_dims: int) -> float:
-    from medseg3d.transforms.pipeline import default_rotation
-
-    return default_rotation(spatial_dims)
-
-
 def _plan(spec, run_dir: Path, config, resume: bool, dist_info: DistInfo) -> Plan:
     path = run_dir / "plan.yaml"
     if resume and path.is_file():
@@ -265,7 +297,8 @@ def _resolve_run_config(run_dir: Path, config: dict[str, Any], resume: bool) -> 
             f"{section}.{key}"
             for section, values in config.items()
             for key, value in values.items()
-            if saved.get(section, {}).get(key) != value and f"{section}.{key}" not in RESUMABLE_CHANGES
+            if saved.get(section, {}).get(key) != value
+            and f"{section}.{key}" not in RESUMABLE_CHANGES
         )
         if changed:
             raise ConfigError(
@@ -286,11 +319,24 @@ def _resolve_run_config(run_dir: Path, config: dict[str, Any], resume: bool) -> 
     return config
 
 
-def _export(model_dir: Path, trainer: Trainer, model, spec_args, plan: Plan, patch_size, config, run_dir: Path):
+def _export(
+    model_dir: Path,
+    trainer: Trainer,
+    model,
+    spec_args,
+    plan: Plan,
+    patch_size,
+    config,
+    run_dir: Path,
+):
     best_path = run_dir / "checkpoints" / "best.pt"
     if config["training"]["export"] == "best" and best_path.is_file():
         model.load_state_dict(load_checkpoint(best_path, map_location="cpu")["model"])
-    extra = {"training_log.csv": run_dir / "metrics.csv"} if (run_dir / "metrics.csv").is_file() else None
+    extra = (
+        {"training_log.csv": run_dir / "metrics.csv"}
+        if (run_dir / "metrics.csv").is_file()
+        else None
+    )
     save_model_folder(
         model_dir,
         model=model.cpu().eval(),

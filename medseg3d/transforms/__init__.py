@@ -44,7 +44,11 @@ from medseg3d.transforms.patch import (
     crop_patch,
     sample_patch_bbox,
 )
-from medseg3d.transforms.pipeline import build_training_transforms, initial_patch_size
+from medseg3d.transforms.pipeline import (
+    build_training_transforms,
+    initial_patch_size,
+    training_crop_size,
+)
 from medseg3d.transforms.spatial import Flip, Rot90, center_start, crop_or_pad
 from medseg3d.transforms.warp import (
     apply_spatial,
@@ -128,6 +132,7 @@ __all__ = [
     "displacement_field",
     "gaussian_smooth",
     "initial_patch_size",
+    "training_crop_size",
     "jacobian_determinant",
     "normalize_ct",
     "resample",

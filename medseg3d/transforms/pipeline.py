@@ -58,6 +58,25 @@ def initial_patch_size(
     return tuple(int(math.ceil(n - 1e-6)) for n in largest)
 
 
+def training_crop_size(
+    spatial_dims: int,
+    patch_size: Sequence[int],
+    *,
+    rotate_range: float | Sequence | None = None,
+    rotate_prob: float = 0.2,
+    scale_range: Sequence[float] | None = (0.7, 1.4),
+    scale_prob: float = 0.2,
+    **_: Any,
+) -> tuple[int, ...]:
+    """The patch to crop before :func:`build_training_transforms` with these options (the same
+    defaults) so its spatial transform never shows the border; other options are ignored."""
+    if rotate_range is None:
+        rotate_range = default_rotation(spatial_dims)
+    return initial_patch_size(
+        patch_size, rotate_range if rotate_prob else 0.0, scale_range if scale_prob else None
+    )
+
+
 def build_training_transforms(
     spatial_dims: int,
     patch_size: Sequence[int],
@@ -102,8 +121,13 @@ def build_training_transforms(
     all_keys = [*image_keys, label_key]
     transforms: list[Any] = []
     if sample_patch:
-        larger = initial_patch_size(
-            patch, rotate_range if rotate_prob else 0.0, scale_range if scale_prob else None
+        larger = training_crop_size(
+            dims,
+            patch,
+            rotate_range=rotate_range,
+            rotate_prob=rotate_prob,
+            scale_range=scale_range,
+            scale_prob=scale_prob,
         )
         transforms.append(
             RandForegroundPatchd(
