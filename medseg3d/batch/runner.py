@@ -43,10 +43,10 @@ from medseg3d.batch.steps import (
     done_result,
     failed_result,
     init_worker_process,
-    remove_own_temporaries,
     skip_or_prepare,
 )
 from medseg3d.errors import ConfigError
+from medseg3d.io.atomic import remove_own_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,9 @@ def prepare_output_folder(cases: Sequence[BatchCase], out_dir: Path, report: Bat
     outputs = [case.output_path(out_dir) for case in cases]
     for folder in {path.parent for path in outputs}:
         folder.mkdir(parents=True, exist_ok=True)
-    remove_own_temporaries([*outputs, report.csv_path, report.json_path])
+    removed = remove_own_temporaries([*outputs, report.csv_path, report.json_path])
+    if removed:
+        logger.info("removed %d temporary file(s) left by an interrupted run", removed)
 
 
 def run_local(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -18,12 +17,8 @@ import numpy as np
 from medseg3d.batch.cases import BatchCase
 from medseg3d.batch.outputs import check_output
 from medseg3d.batch.report import CaseResult, error_text
-from medseg3d.io.atomic import TEMP_MARK
 
 logger = logging.getLogger(__name__)
-
-#: Length of the random part ``tempfile.mkstemp`` puts in a temporary name.
-_RANDOM_CHARS = 8
 
 
 def skip_result(
@@ -171,39 +166,3 @@ def volumes_ml(
 
     measured = label_volumes(np.asarray(labels), tuple(spacing), names)
     return {name: entry["volume_ml"] for name, entry in measured.items()}
-
-
-def remove_own_temporaries(paths: Iterable[str | os.PathLike]) -> int:
-    """Delete temporaries an interrupted run left for exactly these destination ``paths``.
-
-    Only names ``atomic_path`` would have made for these paths are removed, so shards writing
-    into one output folder at the same time never delete each other's files in progress.
-    Returns how many files were removed.
-    """
-    wanted: dict[Path, set[tuple[str, str]]] = defaultdict(set)
-    for path in map(Path, paths):
-        suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
-        wanted[path.parent].add((path.stem, suffix))
-    removed = 0
-    for folder, stems in wanted.items():
-        try:
-            names = [name for name in os.listdir(folder) if name.startswith(TEMP_MARK)]
-        except OSError:
-            continue
-        suffixes = {suffix for _, suffix in stems}
-        for name in names:
-            rest = name[len(TEMP_MARK) :]
-            for suffix in suffixes:
-                if not rest.endswith(suffix):
-                    continue
-                stem = rest[: len(rest) - len(suffix) - _RANDOM_CHARS]
-                if (stem, suffix) in stems and len(rest) == len(stem) + _RANDOM_CHARS + len(suffix):
-                    try:
-                        (folder / name).unlink()
-                        removed += 1
-                    except OSError:
-                        pass
-                    break
-    if removed:
-        logger.info("removed %d temporary file(s) left by an interrupted run", removed)
-    return removed

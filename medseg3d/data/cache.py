@@ -15,12 +15,10 @@ re-preprocesses all; an interrupted build resumes where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from medseg3d.data.dataset import Case, DatasetSpec
 from medseg3d.data.plan import Plan
 from medseg3d.data.preprocess import RestoreInfo, preprocess
 from medseg3d.errors import DatasetError
-from medseg3d.io.atomic import TEMP_MARK, atomic_path, atomic_write_text
+from medseg3d.io.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -157,13 +155,9 @@ def cached_plan(folder: str | os.PathLike) -> Plan:
 
 
 def _remove_old_temporaries(folder: Path, age_seconds: float = 3600.0) -> None:
-    """Delete temporary files of builds killed long ago; a build running beside this one
+    """Delete temporaries of builds killed long ago; a build running beside this one
     (several folds sharing one cache) writes its files within seconds and is left alone."""
-    now = time.time()
-    for temporary in folder.glob(f"{TEMP_MARK}*"):
-        with contextlib.suppress(OSError):
-            if now - temporary.stat().st_mtime > age_seconds:
-                temporary.unlink()
+    remove_stale_temporaries(folder, older_than=age_seconds)
 
 
 def _read_index(folder: Path) -> dict[str, Any]:

@@ -1,45 +1,63 @@
 """Atomic writes: a crash, ``kill -9`` or power loss never leaves a half-written output.
 
-Write to a temporary file in the destination folder, flush it to disk, then ``os.replace`` it
-onto the final name (atomic on POSIX and Windows within one file system).
+Each write goes to a file with the destination's own name inside a fresh hidden folder beside
+the destination (``.medseg3d-tmp-<name>-XXXXXXXX/<name>``); the file is flushed to disk and
+``os.replace``-d onto the final name (atomic within one file system), then the folder is
+removed. So:
+
+- writers that choose their format by extension (nibabel, SimpleITK, pydicom, matplotlib)
+  see the real extension;
+- what an interrupted write leaves behind is a hidden *folder*: ``glob("*.nii.gz")`` on the
+  output folder, a viewer opening the folder, or a later batch never mistakes a partial file
+  for an output;
+- a resumed run can tell exactly which destination a leftover belonged to (its folder name
+  starts with the destination's name) and remove only its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 TEMP_MARK = ".medseg3d-tmp-"
+_RANDOM_CHARS = 8  # what tempfile.mkdtemp appends to the prefix
+
+
+def temporary_path(path: str | os.PathLike, *, suffix: str | None = None) -> Path:
+    """Create the hidden folder for one write of ``path`` and return the file path inside it.
+
+    The file itself does not exist yet. ``suffix`` replaces the destination's extension for
+    the temporary file only (for writers that need a particular one).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_MARK}{path.name}-", dir=path.parent))
+    name = path.name
+    if suffix is not None:
+        name = name[: len(name) - len(_full_suffix(path))] + suffix
+    return folder / name
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+    """Yield a temporary path to write; on success it is renamed onto ``path``.
 
-    ``suffix`` (default: the full suffix of ``path``, e.g. ``.nii.gz``) is kept so that writers
-    that choose their format by extension still work. On error the temporary file is removed
-    and ``path`` is untouched.
+    On error the temporary is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix is None:
-        suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
-    handle, temp_name = tempfile.mkstemp(
-        prefix=TEMP_MARK + path.stem, suffix=suffix, dir=path.parent
-    )
-    os.close(handle)
-    temp = Path(temp_name)
+    temp = temporary_path(path, suffix=suffix)
     try:
         yield temp
         _fsync(temp)
         os.replace(temp, path)
         _fsync_dir(path.parent)
     finally:
-        if temp.exists():
-            temp.unlink()
+        shutil.rmtree(temp.parent, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -52,14 +70,61 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete temporary files left by an interrupted run in ``folder``; returns how many."""
+def temporaries(folder: str | os.PathLike) -> list[Path]:
+    """What interrupted writes left in ``folder`` (empty when every write finished)."""
+    try:
+        return sorted(Path(folder).glob(f"{TEMP_MARK}*"))
+    except OSError:
+        return []
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, *, older_than: float | None = None) -> int:
+    """Delete what interrupted writes left in ``folder``; returns how many were removed.
+
+    ``older_than`` (seconds) spares temporaries touched more recently, i.e. the writes in
+    progress of another process sharing the folder.
+    """
+    now = time.time()
     count = 0
-    for temp in Path(folder).glob(f"{TEMP_MARK}*"):
+    for temp in temporaries(folder):
         with contextlib.suppress(OSError):
-            temp.unlink()
+            if older_than is not None and now - temp.stat().st_mtime <= older_than:
+                continue
+            _remove(temp)
             count += 1
     return count
+
+
+def remove_own_temporaries(paths: Iterable[str | os.PathLike]) -> int:
+    """Delete the leftovers of interrupted writes of exactly these destination ``paths``.
+
+    Only temporaries made for these destinations are removed, so processes writing other
+    files into the same folder at the same time never lose a write in progress.
+    Returns how many were removed.
+    """
+    wanted: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        wanted.setdefault(path.parent, set()).add(path.name)
+    removed = 0
+    for folder, names in wanted.items():
+        for temp in temporaries(folder):
+            owner = temp.name[len(TEMP_MARK) : len(temp.name) - _RANDOM_CHARS - 1]
+            if owner in names and temp.name[len(TEMP_MARK) + len(owner)] == "-":
+                with contextlib.suppress(OSError):
+                    _remove(temp)
+                    removed += 1
+    return removed
+
+
+def _remove(temp: Path) -> None:
+    if temp.is_dir() and not temp.is_symlink():
+        shutil.rmtree(temp)
+    else:  # a file left by an older version, which wrote temporaries beside the output
+        temp.unlink()
+
+
+def _full_suffix(path: Path) -> str:
+    return "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
 
 
 def _fsync(path: Path) -> None:

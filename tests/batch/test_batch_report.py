@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 
 import nibabel as nib
 import numpy as np
@@ -13,8 +12,7 @@ import numpy as np
 from medseg3d.batch.cases import BatchCase
 from medseg3d.batch.outputs import check_output
 from medseg3d.batch.report import BatchReport, CaseResult, read_report
-from medseg3d.batch.steps import remove_own_temporaries
-from medseg3d.io.atomic import TEMP_MARK
+from medseg3d.io.atomic import TEMP_MARK, remove_own_temporaries, temporaries, temporary_path
 from tests.batch.batch_helpers import affine, truncate, write_case
 
 
@@ -82,13 +80,8 @@ def test_only_our_own_stale_temporaries_are_removed(tmp_path):
     theirs = tmp_path / "case10.nii.gz"  # another shard's output, its write in progress
     report = tmp_path / "report.csv"
     for destination in (ours, theirs, report):  # what a kill -9 during a write leaves
-        suffix = ".nii.gz" if destination.name.endswith(".gz") else destination.suffix
-        stem = destination.name[: -len(".gz")] if suffix == ".nii.gz" else destination.stem
-        handle, _ = tempfile.mkstemp(prefix=TEMP_MARK + stem, suffix=suffix, dir=tmp_path)
-        os.close(handle)
-    leftovers = sorted(p.name for p in tmp_path.glob(f"{TEMP_MARK}*"))
+        temporary_path(destination).write_bytes(b"partial")
+    leftovers = [p.name for p in temporaries(tmp_path)]
     assert len(leftovers) == 3
     assert remove_own_temporaries([ours, report]) == 2
-    assert [p.name for p in tmp_path.glob(f"{TEMP_MARK}*")] == [
-        name for name in leftovers if "case10" in name
-    ]
+    assert [p.name for p in temporaries(tmp_path)] == [n for n in leftovers if "case10" in n]
