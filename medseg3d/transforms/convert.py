@@ -10,13 +10,20 @@ keep their integer dtype) and :func:`like_input` on the way out, which re-attach
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 
 from medseg3d.errors import ShapeError
+
+
+def _is_meta_tensor(x: Any) -> bool:
+    """Whether ``x`` is a MONAI ``MetaTensor``, without importing MONAI (seconds at start-up):
+    when MONAI is not loaded yet, nothing can be one."""
+    module = sys.modules.get("monai.data.meta_tensor")
+    return module is not None and isinstance(x, module.MetaTensor)
 
 
 def to_tensor(
@@ -29,7 +36,7 @@ def to_tensor(
     ``MetaTensor`` s lose their metadata here (see :func:`like_input` to put it back); numpy
     arrays are converted without a copy where the dtype allows.
     """
-    if isinstance(x, MetaTensor):
+    if _is_meta_tensor(x):
         tensor = x.as_tensor()
     elif isinstance(x, torch.Tensor):
         tensor = x
@@ -59,8 +66,10 @@ def like_input(
     ``voxel_map``: ``(D+1, D+1)`` homogeneous matrix from an output voxel index to the input voxel
     index (the affine part of a spatial transform); the affine becomes ``affine @ voxel_map``.
     """
-    if not isinstance(original, MetaTensor):
+    if not _is_meta_tensor(original):
         return out
+    from monai.data import MetaTensor
+
     meta = copy.copy(original.meta)
     result = MetaTensor(out, meta=meta, applied_operations=list(original.applied_operations))
     if voxel_map is not None:

@@ -7,21 +7,17 @@ time. Functions accept numpy arrays or torch tensors and return the same kind, f
   (:func:`ct_statistics` computes them from foreground voxels, as nnU-Net does);
 * MRI and others: :func:`zscore_nonzero` z-scores each image inside its non-zero mask.
 
-:class:`NormalizeCTd` and :class:`ZScoreNonzerod` are plain MONAI ``MapTransform`` s (not random),
-so ``monai.data.CacheDataset`` caches their output.
+No MONAI here (prediction imports this module; MONAI costs seconds at start-up): the MONAI
+transforms :class:`~medseg3d.transforms.wrappers.NormalizeCTd` and ``ZScoreNonzerod`` wrap these
+functions as plain (not random) ``MapTransform`` s, so ``monai.data.CacheDataset`` caches them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
-
 import numpy as np
 import torch
-from monai.transforms import MapTransform, Transform
 
 from medseg3d.errors import ConfigError
-from medseg3d.transforms.convert import like_input, to_tensor
 
 EPSILON = 1e-8
 
@@ -88,58 +84,3 @@ def ct_statistics(
         "mean": float(clipped.mean()),
         "std": float(max(clipped.std(), EPSILON)),
     }
-
-
-# --- MONAI transforms (deterministic, cacheable) ----------------------------------------------
-class NormalizeCT(Transform):
-    """Array version of :func:`normalize_ct` on ``(C, *spatial)``; returns float32 torch."""
-
-    def __init__(self, clip_low: float, clip_high: float, mean: float, std: float):
-        normalize_ct(np.zeros(1), clip_low, clip_high, mean, std)  # validates the settings
-        self.settings = (clip_low, clip_high, mean, std)
-
-    def __call__(self, img: Any) -> torch.Tensor:
-        return like_input(normalize_ct(to_tensor(img), *self.settings), img)
-
-
-class ZScoreNonzero(Transform):
-    """Array version of :func:`zscore_nonzero`, channel-wise on ``(C, *spatial)``."""
-
-    def __call__(self, img: Any) -> torch.Tensor:
-        return like_input(zscore_nonzero(to_tensor(img), channel_wise=True), img)
-
-
-class NormalizeCTd(MapTransform):
-    """Dictionary version of :class:`NormalizeCT`."""
-
-    def __init__(
-        self,
-        keys,
-        clip_low: float,
-        clip_high: float,
-        mean: float,
-        std: float,
-        allow_missing_keys: bool = False,
-    ):
-        super().__init__(keys, allow_missing_keys)
-        self.transform = NormalizeCT(clip_low, clip_high, mean, std)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
-
-
-class ZScoreNonzerod(MapTransform):
-    """Dictionary version of :class:`ZScoreNonzero`."""
-
-    def __init__(self, keys: Sequence[Hashable] | Hashable, allow_missing_keys: bool = False):
-        super().__init__(keys, allow_missing_keys)
-        self.transform = ZScoreNonzero()
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d

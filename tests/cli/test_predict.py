@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import matplotlib.image
@@ -330,3 +332,18 @@ def test_uncertainty_map_naming(tmp_path):
     assert uncertainty_sibling(tmp_path / "c_seg.nii.gz") == tmp_path / "c_uncertainty.nii.gz"
     assert uncertainty_sibling(tmp_path / "mask.mha") == tmp_path / "mask_uncertainty.nii.gz"
     assert uncertainty_path(tmp_path / "p01_ct.nii.gz") == tmp_path / "p01_ct_uncertainty.nii.gz"
+
+
+def test_predict_never_imports_monai_so_it_starts_in_seconds(tmp_path, model_dir, scan):
+    """MONAI (and ignite with it) costs about 2.5 s of start-up and 150 MB; predict needs neither."""
+    script = (
+        "import sys; from medseg3d.cli.main import main; "
+        f"code = main(['predict', '-i', {str(scan)!r}, '-o', {str(tmp_path / 'm.nii.gz')!r}, "
+        f"'-m', {str(model_dir)!r}, '--device', 'cpu', '--tta', '--json', "
+        f"{str(tmp_path / 'r.json')!r}]); "
+        "print('exit', code, 'monai' in sys.modules, 'ignite' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "exit 0 False False"
+    assert load_volume(tmp_path / "m.nii.gz").spatial_shape == load_volume(scan).spatial_shape
