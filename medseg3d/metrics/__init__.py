@@ -11,6 +11,7 @@ from typing import Any
 
 from medseg3d.metrics.evaluate import METRICS, STATISTICS, aggregate, evaluate_case
 from medseg3d.metrics.overlap import dice, iou, overlap_counts, volume_ml, voxel_volume_ml
+from medseg3d.metrics.pairing import check_same_grid, match_cases
 from medseg3d.metrics.surface import (
     average_surface_distance,
     hausdorff_distance,
@@ -25,10 +26,12 @@ __all__ = [
     "STATISTICS",
     "aggregate",
     "average_surface_distance",
+    "check_same_grid",
     "dice",
     "evaluate_case",
     "hausdorff_distance",
     "iou",
+    "match_cases",
     "overlap_counts",
     "surface",
     "surface_distances",
