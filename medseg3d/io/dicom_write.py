@@ -146,21 +146,24 @@ def write_dicom_seg(
 ) -> Path:
     """Write a label map ``(X, Y, Z)`` on ``reference``'s grid as a DICOM SEG (highdicom).
 
-    ``reference`` must come from :func:`load_volume` on a classic DICOM series (it carries
-    ``meta['dicom_files']``, sorted by slice). ``labels`` maps label value -> segment name
-    (default ``{v: f"label {v}"}`` for every non-zero value present).
+    ``reference`` must come from :func:`load_volume` on a classic DICOM series or on one
+    enhanced multi-frame file (it carries ``meta['dicom_files']`` and ``meta['frame_numbers']``,
+    sorted by slice). ``labels`` maps label value -> segment name (default ``{v: f"label {v}"}``
+    for every non-zero value present); every named label gets a segment, so an empty mask (no
+    finding) is still written, as a SEG whose segments are empty.
     """
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
 
     files = reference.meta.get("dicom_files")
+    if reference.meta.get("format") == "dicom" and reference.meta.get("regularized"):
+        raise OutputError(
+            f"the series was resampled onto a regular grid ({reference.meta['regularized']}), so "
+            "its slices match no source image and a DICOM SEG cannot reference them; save NIfTI",
+            path=path,
+        )
     if not files or reference.meta.get("format") != "dicom":
         raise OutputError("DICOM SEG needs a reference volume read from a DICOM series", path=path)
-    if len(set(files)) != len(files):
-        raise OutputError(
-            "DICOM SEG from enhanced multi-frame sources is not supported; save NIfTI", path=path
-        )
     array = np.asarray(mask.array if isinstance(mask, Volume) else mask)
     if array.shape != reference.spatial_shape:
         raise OutputError(
@@ -168,18 +171,18 @@ def write_dicom_seg(
         )
     present = [int(v) for v in check_label_values(array, path=str(path)) if v > 0]
     labels = labels or {value: f"label {value}" for value in present}
-    if not present:
+    if not labels:
         raise OutputError(
-            "the mask is empty: DICOM SEG needs at least one labelled voxel", path=path
+            "the mask is empty and no label names were given: a DICOM SEG needs at least one "
+            "segment to describe; pass labels={value: name}",
+            path=path,
         )
-    sources = [pydicom.dcmread(f) for f in files]
     numbers = {value: number for number, value in enumerate(sorted(labels), start=1)}
-    frames = np.zeros(
-        array.shape[::-1], dtype=np.uint16 if max(numbers.values()) > 255 else np.uint8
-    )
     stacked = np.transpose(array, (2, 1, 0))  # (slices, rows, columns)
+    segments = np.zeros(stacked.shape, dtype=np.uint16 if len(numbers) > 255 else np.uint8)
     for value, number in numbers.items():
-        frames[stacked == value] = number
+        segments[stacked == value] = number
+    sources, frames = _seg_sources(files, reference.meta.get("frame_numbers"), segments, path)
     algorithm = hd.AlgorithmIdentificationSequence(
         name="medseg3d", version=algorithm_version, family=codes.cid7162.ArtificialIntelligence
     )
@@ -213,3 +216,28 @@ def write_dicom_seg(
     with atomic_path(path) as temporary:
         seg.save_as(temporary)
     return path
+
+
+def _seg_sources(
+    files: list[str], frame_numbers, segments: np.ndarray, path
+) -> tuple[list, np.ndarray]:
+    """The source datasets and the SEG frames, one per source frame in the sources' order.
+
+    A classic series: one file per slice, sorted like the volume. An enhanced multi-frame file:
+    one source whose frame ``frame_numbers[k]`` is slice ``k`` of the volume; its other frames
+    (other time points of a multi-phase file) stay empty.
+    """
+    import pydicom
+
+    if len(set(files)) == len(files):
+        return [pydicom.dcmread(f) for f in files], segments
+    if len(set(files)) > 1 or not frame_numbers:
+        raise OutputError(
+            "DICOM SEG from a series of several multi-frame files is not supported; save NIfTI",
+            path=path,
+        )
+    source = pydicom.dcmread(files[0])
+    frames = np.zeros((int(source.NumberOfFrames), *segments.shape[1:]), dtype=segments.dtype)
+    for k, number in enumerate(frame_numbers):
+        frames[int(number) - 1] = segments[k]
+    return [source], frames

@@ -62,13 +62,64 @@ def test_mask_on_a_dicom_series_as_nifti_and_dicom_seg(tmp_path, rng):
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == scan.meta["series_uid"]
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["liver", "tumour"]
     volume = seg.get_volume(combine_segments=True)  # highdicom places frames by their geometry
+    assert np.array_equal(seg_labels(seg, scan), mask) and volume is not None
+
+
+def seg_labels(seg, scan: Volume) -> np.ndarray:
+    """The SEG's label map on ``scan``'s grid, each frame placed by its own plane position."""
     labels = np.zeros(scan.spatial_shape, dtype=np.uint8)
+    pixels = seg.pixel_array.reshape(-1, *seg.pixel_array.shape[-2:])
     for frame_index, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
         number = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
         position = np.array([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient])
         k = int(round(np.linalg.solve(scan.affine, np.append(position * [-1, -1, 1], 1.0))[2]))
-        labels[:, :, k][seg.pixel_array[frame_index].T > 0] = number
-    assert np.array_equal(labels, mask) and volume is not None
+        labels[:, :, k][pixels[frame_index].T > 0] = number
+    return labels
+
+
+def test_an_empty_mask_is_a_seg_with_empty_segments(tmp_path, rng):
+    import highdicom as hd
+
+    write_dicom_series(
+        Volume(rng.integers(0, 500, (6, 5, 3)).astype(np.int16), oblique_affine()), tmp_path / "ct"
+    )
+    scan = load_volume(tmp_path / "ct")
+    empty = np.zeros(scan.spatial_shape, np.uint8)
+    seg = hd.seg.segread(write_dicom_seg(empty, scan, tmp_path / "s.dcm", labels={1: "liver"}))
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["liver"]
+    assert seg.pixel_array.max() == 0
+    with pytest.raises(OutputError, match="empty and no label names"):
+        write_dicom_seg(empty, scan, tmp_path / "unnamed.dcm")
+
+
+def test_seg_on_an_enhanced_multiframe_image_references_its_frames(tmp_path, rng):
+    import highdicom as hd
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    paths = write_dicom_series(
+        Volume(rng.integers(-500, 500, (8, 6, 4)).astype(np.int16), oblique_affine()),
+        tmp_path / "series",
+    )
+    enhanced = LegacyConvertedEnhancedCTImage(
+        [pydicom.dcmread(p) for p in paths],
+        series_instance_uid=pydicom.uid.generate_uid(),
+        series_number=9,
+        sop_instance_uid=pydicom.uid.generate_uid(),
+        instance_number=1,
+    )
+    enhanced.save_as(tmp_path / "enhanced.dcm")
+    scan = load_volume(tmp_path / "enhanced.dcm")
+    mask = np.zeros(scan.spatial_shape, dtype=np.uint8)
+    mask[1:4, 2:5, 0] = 1
+    mask[4:7, 1:3, 1:4] = 2
+    seg = hd.seg.segread(write_dicom_seg(mask, scan, tmp_path / "seg.dcm", labels={1: "a", 2: "b"}))
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == enhanced.SeriesInstanceUID
+    referenced = {
+        int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
+        for item in seg.PerFrameFunctionalGroupsSequence
+    }
+    assert referenced <= set(range(1, 5))
+    assert np.array_equal(seg_labels(seg, scan), mask)
 
 
 def test_dicom_seg_needs_a_dicom_reference(tmp_path):
