@@ -125,7 +125,9 @@ def run_batch(
         options: ``Predictor`` options: ``weights`` (of an ensemble), ``overlap``,
             ``batch_size``, ``tta``, ``patch_size``, ``largest_component``, ``fill_holes``,
             ``accumulate_dtype``; and ``uncertainty`` (``"entropy"``/``"variance"``: each mask
-            gets ``<case>_uncertainty.nii.gz`` beside it; a mask without it is recomputed).
+            gets ``<case>_uncertainty.nii.gz`` beside it; a mask without it is recomputed) and
+            ``dicom_seg`` (True: each DICOM case also gets ``<case>_seg.dcm``, a DICOM SEG
+            referencing its series; a mask without a complete one is recomputed).
         on_start, on_result: callbacks (the command line prints with them).
     """
     from medseg3d.inference.ensemble import check_members_agree, normalize_weights

@@ -97,7 +97,9 @@ class Preparer:
     ``plans``: the distinct plans of the model folders (``Plan.to_dict()``, the first model's
     first); ``in_channels``/``spatial_dims``: the networks'; ``labels``: ``{name: value}`` (to
     measure existing outputs when skipping); ``uncertainty``: the uncertainty map written beside
-    each mask (``"entropy"``, ``"variance"`` or None): an output without it is not done.
+    each mask (``"entropy"``, ``"variance"`` or None): an output without it is not done;
+    ``dicom_seg``: a DICOM SEG is written beside the mask of each DICOM case (the list of source
+    files is then kept in the metadata).
     """
 
     plans: tuple[dict[str, Any], ...]
@@ -105,6 +107,7 @@ class Preparer:
     spatial_dims: int
     labels: dict[str, int]
     uncertainty: str | None = None
+    dicom_seg: bool = False
 
     def prepare(self, case: BatchCase) -> PreparedCase:
         """Read the scan (one file per channel, a multi-channel file, or a DICOM series), check
@@ -123,7 +126,7 @@ class Preparer:
             scan=scan,
             affine=reference.affine.copy(),
             shape=tuple(reference.spatial_shape),
-            meta=_plain_meta(meta),
+            meta=meta if self.dicom_seg and case.dicom else _plain_meta(meta),
             seconds={"read": read, "preprocess": time.perf_counter() - clock - read},
         )
 
@@ -161,7 +164,9 @@ class CaseEngine:
     ``model_dir``: one model folder or a list of them (an ensemble); ``options``: ``Predictor``
     options (``weights``, ``overlap``, ``batch_size``, ``tta``, ``patch_size``,
     ``largest_component``, ``fill_holes``, ``accumulate_dtype``) and ``uncertainty``
-    (``"entropy"``/``"variance"``: write ``<case>_uncertainty.nii.gz`` beside each mask).
+    (``"entropy"``/``"variance"``: write ``<case>_uncertainty.nii.gz`` beside each mask) and
+    ``dicom_seg`` (write ``<case>_seg.dcm``, a DICOM SEG referencing the source series, beside the
+    mask of each DICOM case).
     """
 
     def __init__(
@@ -170,6 +175,7 @@ class CaseEngine:
         *,
         device: str = "auto",
         uncertainty: str | None = None,
+        dicom_seg: bool = False,
         **options: Any,
     ):
         from medseg3d.inference.ensemble import check_uncertainty
@@ -178,6 +184,7 @@ class CaseEngine:
         self.predictor = Predictor(model_dir, device=device, progress=False, **options)
         check_uncertainty(uncertainty, self.predictor.passes)
         self.uncertainty = uncertainty
+        self.dicom_seg = bool(dicom_seg)
         self.labels: dict[str, int] = dict(self.predictor.labels)
         self.device = self.predictor.device
         self.device_description = self.predictor.device_description
@@ -188,6 +195,7 @@ class CaseEngine:
             spatial_dims=loaded.spatial_dims,
             labels=dict(self.labels),
             uncertainty=uncertainty,
+            dicom_seg=self.dicom_seg,
         )
 
     @property
@@ -226,14 +234,17 @@ class CaseEngine:
     # --- stage 3: restore + write (background thread) ----------------------------------------
     def finish(self, prepared: PreparedCase, inference, output: Path) -> FinishedCase:
         from medseg3d.inference.postprocess import label_volumes
-        from medseg3d.io import save_volume
+        from medseg3d.io import save_volume, write_dicom_seg
 
         clock = time.perf_counter()
         array = self.predictor.postprocess(self.predictor.restore(prepared.scan, inference))
         dtype = np.uint8 if max(self.labels.values()) < 256 else np.uint16
         meta = {**prepared.meta, "is_label": True, "labels": dict(self.labels)}
         volume = Volume(array.astype(dtype), prepared.affine, meta)
-        if inference.uncertainty is not None:  # first: the mask marks the case done
+        if self.dicom_seg and prepared.case.dicom:  # the extras first: the mask marks it done
+            names = {value: name for name, value in self.labels.items() if value}
+            write_dicom_seg(array, volume, dicom_seg_path(output), labels=names)
+        if inference.uncertainty is not None:
             uncertainty = Volume(
                 inference.uncertainty, prepared.affine, {"uncertainty": self.uncertainty}
             )
@@ -253,18 +264,29 @@ class CaseEngine:
         settings = {**self.predictor.settings(), "device": self.device_description}
         if self.uncertainty:
             settings["uncertainty"] = self.uncertainty
+        if self.dicom_seg:
+            settings["dicom_seg"] = True
         return settings
 
 
 def uncertainty_path(output: str | os.PathLike) -> Path:
     """``OUT/<case>.nii.gz`` -> ``OUT/<case>_uncertainty.nii.gz`` (beside the mask)."""
+    return _beside(output, "_uncertainty.nii.gz")
+
+
+def dicom_seg_path(output: str | os.PathLike) -> Path:
+    """``OUT/<case>.nii.gz`` -> ``OUT/<case>_seg.dcm`` (the DICOM SEG beside the mask)."""
+    return _beside(output, "_seg.dcm")
+
+
+def _beside(output: str | os.PathLike, ending: str) -> Path:
     output = Path(output)
     name = output.name
-    for ending in (".nii.gz", ".nii"):
-        if name.lower().endswith(ending):
-            name = name[: -len(ending)]
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
             break
-    return output.with_name(f"{name}_uncertainty.nii.gz")
+    return output.with_name(name + ending)
 
 
 def check_modality(channels: Sequence[Volume], channel_names: Sequence[str], case: BatchCase):

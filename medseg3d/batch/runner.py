@@ -186,7 +186,10 @@ def prepare_output_folder(cases: Sequence[BatchCase], out_dir: Path, report: Bat
     outputs = [case.output_path(out_dir) for case in cases]
     for folder in {path.parent for path in outputs}:
         folder.mkdir(parents=True, exist_ok=True)
-    removed = remove_own_temporaries([*outputs, report.csv_path, report.json_path])
+    from medseg3d.batch.engine import dicom_seg_path, uncertainty_path
+
+    sidecars = [side(path) for path in outputs for side in (uncertainty_path, dicom_seg_path)]
+    removed = remove_own_temporaries([*outputs, *sidecars, report.csv_path, report.json_path])
     if removed:
         logger.info("removed %d temporary file(s) left by an interrupted run", removed)
 

@@ -26,11 +26,13 @@ def skip_result(
     out_dir: str | os.PathLike,
     labels: Mapping[str, int],
     uncertainty: str | None = None,
+    dicom_seg: bool = False,
 ) -> CaseResult | None:
     """A ``skipped`` result when the case's output exists and is valid, else None.
 
     An output that exists but is not valid (unreadable, other grid) is logged and recomputed;
-    so is one without its uncertainty map when ``uncertainty`` maps are asked for. The skipped
+    so is one without its uncertainty map when ``uncertainty`` maps are asked for, or (for a
+    DICOM case) without a complete DICOM SEG of its series when ``dicom_seg`` is. The skipped
     row carries the grid and label volumes measured on the existing output.
     """
     clock = time.perf_counter()
@@ -38,6 +40,10 @@ def skip_result(
     check = check_output(output, case)
     if check.valid and uncertainty:
         reason = _uncertainty_problem(output, check.labels.shape)
+        if reason:
+            check = type(check)(False, reason)
+    if check.valid and dicom_seg and case.dicom:
+        reason = _dicom_seg_problem(output, check.labels.shape)
         if reason:
             check = type(check)(False, reason)
     if not check.valid:
@@ -71,6 +77,26 @@ def _uncertainty_problem(output: Path, shape: tuple[int, ...]) -> str:
         return f"its uncertainty map is unreadable ({type(error).__name__})"
     if found != tuple(shape):
         return f"its uncertainty map has shape {found}, the mask {tuple(shape)}"
+    return ""
+
+
+def _dicom_seg_problem(output: Path, shape: tuple[int, ...]) -> str:
+    """Why the DICOM SEG beside ``output`` does not count ("" when it does): it must read
+    completely and be a Segmentation of the mask's rows and columns."""
+    import pydicom
+
+    from medseg3d.batch.engine import dicom_seg_path
+
+    path = dicom_seg_path(output)
+    if not path.is_file():
+        return f"its DICOM SEG {path.name} is missing"
+    try:
+        seg = pydicom.dcmread(path)
+        frames = seg.pixel_array  # decodes every frame: a truncated file fails here
+    except Exception as error:  # noqa: BLE001 - pydicom raises many types for a corrupt file
+        return f"its DICOM SEG is unreadable ({type(error).__name__})"
+    if seg.get("Modality") != "SEG" or frames.shape[-2:] != (shape[1], shape[0]):
+        return f"its DICOM SEG {path.name} is not a segmentation of this mask's grid"
     return ""
 
 
@@ -109,7 +135,9 @@ def skip_or_prepare(preparer, case: BatchCase, out_dir: str | os.PathLike, overw
     clock = time.perf_counter()
     try:
         if not overwrite:
-            skipped = skip_result(case, out_dir, preparer.labels, preparer.uncertainty)
+            skipped = skip_result(
+                case, out_dir, preparer.labels, preparer.uncertainty, preparer.dicom_seg
+            )
             if skipped is not None:
                 return skipped
         return preparer.prepare(case)
@@ -139,7 +167,9 @@ def process_case(
     clock = time.perf_counter()
     try:
         if not overwrite:
-            skipped = skip_result(case, out_dir, engine.labels, engine.uncertainty)
+            skipped = skip_result(
+                case, out_dir, engine.labels, engine.uncertainty, engine.dicom_seg
+            )
             if skipped is not None:
                 return skipped
         prepared = engine.prepare(case)

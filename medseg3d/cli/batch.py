@@ -113,6 +113,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "models/passes",
     )
     parser.add_argument(
+        "--dicom-seg",
+        action="store_true",
+        help="also write <case>_seg.dcm beside the mask of each DICOM case: a DICOM SEG "
+        "(highdicom) referencing the source series, one segment per label",
+    )
+    parser.add_argument(
         "--accumulate-dtype",
         choices=("float32", "float16"),
         default="float32",
@@ -146,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         "fill_holes": args.fill_holes,
         "weights": args.model_weights,
         "uncertainty": args.uncertainty if args.save_uncertainty else None,
+        "dicom_seg": True if args.dicom_seg else None,
         "accumulate_dtype": args.accumulate_dtype if len(args.model) > 1 else None,
     }
     options = {key: value for key, value in options.items() if value is not None}

@@ -98,12 +98,10 @@ CRASH_CASE = "zz_crash"
 
 def crashing_preparer(preparer):
     """The same preparer, but its process dies (as on a segfault) when it reads case CRASH_CASE."""
+    import dataclasses
+
     return CrashingPreparer(
-        preparer.plans,
-        preparer.in_channels,
-        preparer.spatial_dims,
-        preparer.labels,
-        preparer.uncertainty,
+        **{f.name: getattr(preparer, f.name) for f in dataclasses.fields(preparer)}
     )
 
 

@@ -184,3 +184,32 @@ def test_multi_channel_cases_from_nnunet_named_files(tmp_path):
         [cases / "p1_0000.nii.gz", cases / "p1_0001.nii.gz"]
     )
     np.testing.assert_array_equal(load_volume(out / "p1.nii.gz").array, expected.array)
+
+
+def test_dicom_seg_beside_each_dicom_case_and_a_missing_one_is_recomputed(tmp_path, model_dir):
+    import highdicom as hd
+
+    cases = tmp_path / "cases"
+    write_dicom_series(Volume(image(1, (20, 16, 6)), affine(1)), cases / "ct_study")
+    write_case(cases / "nifti_case.nii.gz", 2)
+    out = tmp_path / "out"
+    options = {"dicom_seg": True}
+    first = run_batch(cases, out, model_dir, device="cpu", options=options)
+    assert first.counts["done"] == 2 and first.exit_code == 0
+    assert sorted(p.name for p in out.glob("*.dcm")) == ["ct_study_seg.dcm"]  # DICOM cases only
+    seg = hd.seg.segread(out / "ct_study_seg.dcm")
+    scan = load_volume(cases / "ct_study")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == scan.meta["series_uid"]
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["organ"]
+    mask = np.asarray(nib.load(str(out / "ct_study.nii.gz")).dataobj)
+    from tests.io.io_helpers import seg_labels
+
+    assert np.array_equal(seg_labels(seg, scan), mask)
+
+    again = run_batch(cases, out, model_dir, device="cpu", options=options)
+    assert again.counts["skipped"] == 2
+    (out / "ct_study_seg.dcm").write_bytes((out / "ct_study_seg.dcm").read_bytes()[:-100])
+    rerun = run_batch(cases, out, model_dir, device="cpu", options=options)
+    rows = {r.case_id: r.status for r in read_report(out / "report.json")["cases"]}
+    assert rows == {"ct_study": "done", "nifti_case": "skipped"} and rerun.exit_code == 0
+    assert hd.seg.segread(out / "ct_study_seg.dcm").pixel_array is not None

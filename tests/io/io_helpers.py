@@ -88,3 +88,18 @@ def _write_slices(image, writer, tags, series_uid, folder, count, shuffle_names)
         writer.Execute(slice_image)
         paths.append(path)
     return paths
+
+
+def seg_labels(seg, scan) -> np.ndarray:
+    """The SEG's label map on ``scan``'s grid, each frame placed by its own plane position."""
+    labels = np.zeros(scan.spatial_shape, dtype=np.uint8)
+    pixels = seg.pixel_array.reshape(-1, *seg.pixel_array.shape[-2:])
+    for frame_index, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        identification = item.get("SegmentIdentificationSequence") or (
+            seg.SharedFunctionalGroupsSequence[0].SegmentIdentificationSequence
+        )
+        number = identification[0].ReferencedSegmentNumber
+        position = np.array([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient])
+        k = int(round(np.linalg.solve(scan.affine, np.append(position * [-1, -1, 1], 1.0))[2]))
+        labels[:, :, k][pixels[frame_index].T > 0] = number
+    return labels

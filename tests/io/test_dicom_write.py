@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from io_helpers import oblique_affine
+from io_helpers import oblique_affine, seg_labels
 
 from medseg3d.errors import OutputError
 from medseg3d.io import Volume, load_volume, save_volume, write_dicom_seg, write_dicom_series
@@ -63,18 +63,6 @@ def test_mask_on_a_dicom_series_as_nifti_and_dicom_seg(tmp_path, rng):
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["liver", "tumour"]
     volume = seg.get_volume(combine_segments=True)  # highdicom places frames by their geometry
     assert np.array_equal(seg_labels(seg, scan), mask) and volume is not None
-
-
-def seg_labels(seg, scan: Volume) -> np.ndarray:
-    """The SEG's label map on ``scan``'s grid, each frame placed by its own plane position."""
-    labels = np.zeros(scan.spatial_shape, dtype=np.uint8)
-    pixels = seg.pixel_array.reshape(-1, *seg.pixel_array.shape[-2:])
-    for frame_index, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        number = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
-        position = np.array([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient])
-        k = int(round(np.linalg.solve(scan.affine, np.append(position * [-1, -1, 1], 1.0))[2]))
-        labels[:, :, k][pixels[frame_index].T > 0] = number
-    return labels
 
 
 def test_an_empty_mask_is_a_seg_with_empty_segments(tmp_path, rng):
