@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -208,33 +209,47 @@ def run_batch(
         )
 
 
+def check_writable(out_dir: Path) -> None:
+    """Create ``out_dir`` and make sure a file can be written in it, or raise
+    :class:`OutputError` with the reason (read-only share, permissions, full disk)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise OutputError(
+            f"the output folder is not writable ({reason}); give another -o", path=out_dir
+        ) from None
+
+
 @contextlib.contextmanager
 def folder_lock(out_dir: Path, name: str) -> Iterator[None]:
     """Hold ``OUT_DIR/.<name>.lock`` for the run: a second identical batch writing into the same
     folder is refused (shards use distinct report names, so they run side by side). The lock is
     the operating system's (``flock``), so it vanishes with the process, even after ``kill -9``."""
+    check_writable(out_dir)
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; run one batch per folder
         yield
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f".{name}.lock"
-    with open(path, "a+") as handle:
+    with open(path, "a+b", buffering=0) as handle:  # unbuffered: nothing left to fail at close
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = handle.read().decode("utf-8", "replace").strip() or "another process"
             raise OutputError(
                 f"another medseg3d batch ({holder}) is writing into this folder; wait for it, or "
                 "give each concurrent run its own --shard",
                 path=out_dir,
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
+        with contextlib.suppress(OSError):  # who holds it: a courtesy (a full disk may refuse)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}".encode())
         try:
             yield
         finally:

@@ -18,9 +18,11 @@ has a stable id (the same folder gives the same ids on every run), from which it
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
+import posixpath
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -113,7 +115,11 @@ class BatchCase:
 
     @property
     def output_name(self) -> str:
-        return self.output or f"{self.case_id}{DEFAULT_OUTPUT_SUFFIX}"
+        """The output path relative to the output folder, normalised (``./a//b.nii.gz`` ->
+        ``a/b.nii.gz``), so two spellings of one file are seen as the same output."""
+        if not self.output:
+            return f"{self.case_id}{DEFAULT_OUTPUT_SUFFIX}"
+        return posixpath.normpath(self.output.replace("\\", "/"))
 
     def output_path(self, out_dir: str | os.PathLike) -> Path:
         return Path(out_dir) / self.output_name
@@ -149,7 +155,13 @@ def discover_cases(
     excluded = {Path(path).expanduser().resolve() for path in exclude}
     volumes: list[Path] = []
     others: list[Path] = []
-    for current, dirs, names in os.walk(root):
+    visited: set[str] = set()
+    for current, dirs, names in os.walk(root, followlinks=True):  # linked study folders count
+        real = os.path.realpath(current)
+        if real in visited:  # a link loop, or a folder reached twice through links
+            dirs[:] = []
+            continue
+        visited.add(real)
         here = Path(current)
         dirs[:] = sorted(
             d for d in dirs if not d.startswith(".") and (here / d).resolve() not in excluded
@@ -162,12 +174,38 @@ def discover_cases(
     problems: list[str] = []
     cases = _volume_cases(volumes, root, channels, problems)
     cases += _dicom_cases(others, root, workers)
+    cases = _distinct_ids(cases, root)
     if not cases:
         problems.append(
             f"no volume files ({', '.join(VOLUME_SUFFIXES)}) or DICOM series found "
             "(searched recursively)"
         )
     return CaseList(cases, root, problems)
+
+
+def _distinct_ids(cases: list[BatchCase], root: Path) -> list[BatchCase]:
+    """Cases whose ids would collide (``a b/ct`` and ``a_b/ct``; ``scan`` beside ``scan_0000``)
+    each get a short hash of their relative input path appended, so a folder never fails to
+    start over names; ids that do not collide are unchanged."""
+    counts = Counter(case.case_id for case in cases)
+    result = []
+    for case in cases:
+        if counts[case.case_id] > 1:
+            where = ";".join(_relative(path, root) for path in case.inputs) + (case.series or "")
+            digest = hashlib.sha1(where.encode("utf-8")).hexdigest()[:8]
+            logger.warning(
+                "case id %s is ambiguous; using %s_%s", case.case_id, case.case_id, digest
+            )
+            case = dataclasses.replace(case, case_id=f"{case.case_id}_{digest}")
+        result.append(case)
+    return result
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def volume_suffix(name: str) -> str | None:
@@ -238,11 +276,12 @@ def _dicom_cases(paths: list[Path], root: Path, workers: int) -> list[BatchCase]
             continue
         uid = str(header.SeriesInstanceUID)
         entry = series.setdefault(uid, {"files": [], "number": header.get("SeriesNumber")})
-        entry["files"].append(path)
+        entry["files"].append((path, str(header.get("SOPInstanceUID", path))))
     by_folder: dict[Path, list[tuple[str, dict]]] = defaultdict(list)
     for uid, entry in series.items():
-        folder = Path(os.path.commonpath([str(path.parent) for path in entry["files"]]))
-        by_folder[folder].append((uid, entry))
+        for files in _copies(entry["files"]):
+            folder = Path(os.path.commonpath([str(path.parent) for path in files]))
+            by_folder[folder].append((uid, entry))
     cases = []
     for folder, members in sorted(by_folder.items()):
         relative = folder.relative_to(root).as_posix()
@@ -260,6 +299,19 @@ def _dicom_cases(paths: list[Path], root: Path, workers: int) -> list[BatchCase]
                 case_id = f"{base}_{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
             cases.append(BatchCase(case_id, (folder,), series=uid, dicom=True))
     return cases
+
+
+def _copies(files: list[tuple[Path, str]]) -> list[list[Path]]:
+    """The files of one series as one group, or one group per folder when the same instances
+    (SOP Instance UIDs) appear in several folders: copies of a study, each its own case.
+    A series split over several folders without repeated instances stays one case."""
+    folders: dict[Path, list[tuple[Path, str]]] = defaultdict(list)
+    for path, instance in files:
+        folders[path.parent].append((path, instance))
+    seen = Counter(instance for members in folders.values() for instance in {i for _, i in members})
+    if len(folders) > 1 and any(count > 1 for count in seen.values()):
+        return [[path for path, _ in members] for _, members in sorted(folders.items())]
+    return [[path for path, _ in files]]
 
 
 def _series_number(entry: dict) -> int | None:
@@ -285,10 +337,16 @@ def check_cases(
         if count > 1:
             inputs = "; ".join(c.input_text for c in cases if c.case_id == case_id)
             problems.append(f"case id {case_id!r} appears {count} times ({inputs})")
-    outputs = Counter(case.output_name for case in cases)
-    for name, count in sorted(outputs.items()):
-        if count > 1 and len({c.case_id for c in cases if c.output_name == name}) > 1:
-            problems.append(f"output {name!r} is written by {count} cases; give distinct outputs")
+    # case-insensitive: on macOS / Windows shares A.nii.gz and a.nii.gz are one file
+    writers: dict[str, set[str]] = {}
+    for case in cases:
+        writers.setdefault(case.output_name.lower(), set()).add(case.case_id)
+    for name, ids in sorted(writers.items()):
+        if len(ids) > 1:
+            problems.append(
+                f"output {name!r} is written by {len(ids)} cases ({', '.join(sorted(ids))}); "
+                "give distinct outputs"
+            )
     for case in cases:
         problems += _output_problems(case)
         if check_files:

@@ -296,9 +296,10 @@ def check_modality(channels: Sequence[Volume], channel_names: Sequence[str], cas
         found = str(volume.meta.get("modality") or "").upper()
         expected = MODALITY_OF_CHANNEL.get(str(name).upper())
         if found and expected and found != expected:
+            hint = f"give the {expected} series (series_uid)" if case.dicom else "give that scan"
             raise InputFileError(
                 f"wrong modality: channel {index} is {found}, the model expects {expected} "
-                f"({name}); remove the case or give the {expected} series (series_uid)",
+                f"({name}); remove the case or {hint}",
                 path=case.inputs[min(index, len(case.inputs) - 1)],
             )
 

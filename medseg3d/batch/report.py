@@ -119,6 +119,8 @@ class BatchReport:
         self._last_write = 0.0
         self._started = _now()
         self.finished = False
+        #: the last error writing the report files (None once a write succeeds again)
+        self.write_error: OSError | None = None
 
     # --- collecting --------------------------------------------------------------------------
     def add(self, result: CaseResult) -> None:
@@ -176,9 +178,20 @@ class BatchReport:
             **_plain(self.info),
             "cases": [row.to_dict() for row in rows],
         }
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.csv_path, render_csv(rows, self.labels))
-        atomic_write_text(self.json_path, json.dumps(document, indent=1) + "\n")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.csv_path, render_csv(rows, self.labels))
+            atomic_write_text(self.json_path, json.dumps(document, indent=1) + "\n")
+        except OSError as error:  # full disk, quota, share gone: keep the rows, retry next time
+            if self.write_error is None:
+                logger.error(
+                    "the report cannot be written (%s); it is kept in memory and written again "
+                    "with the next case",
+                    error.strerror or error,
+                )
+            self.write_error = error
+            return
+        self.write_error = None
         self._last_write = now
 
 

@@ -19,6 +19,7 @@ case whose output exists and is valid.
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
@@ -45,7 +46,7 @@ from medseg3d.batch.steps import (
     init_worker_process,
     skip_or_prepare,
 )
-from medseg3d.errors import ConfigError
+from medseg3d.errors import ConfigError, OutputError
 from medseg3d.io.atomic import remove_own_temporaries
 
 logger = logging.getLogger(__name__)
@@ -194,6 +195,33 @@ def prepare_output_folder(cases: Sequence[BatchCase], out_dir: Path, report: Bat
         logger.info("removed %d temporary file(s) left by an interrupted run", removed)
 
 
+#: errno values that mean "the output storage takes nothing more": every next case would fail too.
+STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def storage_error(error: BaseException) -> OSError | None:
+    """The full-disk / quota / file-size error behind ``error`` (its cause chain), or None."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in STORAGE_FULL:
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
+
+
+def raise_storage_full(error: OSError, out_dir: Path, report: BatchReport) -> None:
+    """Stop the batch: the output storage is full. The cases written so far stay valid and a
+    rerun (after freeing space) resumes with the rest."""
+    counts = report.counts()
+    raise OutputError(
+        f"the output storage is full ({error.strerror or error}); stopped with "
+        f"{counts['done'] + counts['skipped']} case(s) done and {counts['pending']} not run; "
+        "free space (or raise the quota) and rerun the same command to resume",
+        path=out_dir,
+    ) from None
+
+
 def run_local(
     engine,
     cases: Sequence[BatchCase],
@@ -229,6 +257,8 @@ def run_local(
         if on_result is not None:
             on_result(result)
 
+    storage_full: list[OSError] = []  # set by a writer: stop instead of failing every case
+
     def write(prepared, indices) -> None:
         case = prepared.case
         clock = time.perf_counter()
@@ -238,6 +268,9 @@ def run_local(
         except Exception as error:  # noqa: BLE001 - failure isolation
             seconds = sum(prepared.seconds.values()) + time.perf_counter() - clock
             result = failed_result(case, out_dir, error, seconds)
+            full = storage_error(error)
+            if full is not None:
+                storage_full.append(full)
         record(result)
 
     readers = ReaderPool(engine.preparer, out_dir, overwrite, workers, worker_type)
@@ -246,7 +279,7 @@ def run_local(
     loading: dict[Future, BatchCase] = {}
     writing: set[Future] = set()
     try:
-        while queue or loading:
+        while (queue or loading) and not storage_full:
             while queue and len(loading) < workers + 1:
                 case = queue.pop(0)
                 loading[readers.submit(case)] = case
@@ -282,6 +315,8 @@ def run_local(
                 del item, indices
         for written in writing:
             written.result()
+        if storage_full:
+            raise_storage_full(storage_full[0], out_dir, report)
     finally:
         for future in loading:
             future.cancel()

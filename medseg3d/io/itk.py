@@ -70,8 +70,23 @@ def read_itk(path: str | Path) -> Volume:
     volume = image_to_volume(image, source=str(path))
     for key in ("modality", "Modality"):
         if image.HasMetaDataKey(key):
-            volume.meta["modality"] = image.GetMetaData(key)
+            modality = _modality(image.GetMetaData(key))
+            if modality:
+                volume.meta["modality"] = modality
     return volume
+
+
+#: MetaImage's modality codes (``Modality = MET_MOD_CT``) as DICOM Modality values.
+_META_MODALITIES = {"CT": "CT", "MR": "MR", "PET": "PT", "SPECT": "NM", "NM": "NM", "US": "US"}
+
+
+def _modality(value: str) -> str | None:
+    """A header's modality as a DICOM Modality value; None when it says nothing
+    (SimpleITK writes ``MET_MOD_UNKNOWN`` into every .mha it saves)."""
+    text = value.strip().upper()
+    if text.startswith("MET_MOD_"):
+        return _META_MODALITIES.get(text[len("MET_MOD_") :])
+    return text or None
 
 
 def volume_to_image(volume: Volume):

@@ -156,3 +156,72 @@ def test_shards_partition_the_cases_deterministically():
     for bad in ("8/8", "1", "-1/4", "a/b", "0/0"):
         with pytest.raises(ConfigError, match="--shard"):
             parse_shard(bad)
+
+
+def test_two_spellings_of_one_output_in_a_manifest_are_refused(tmp_path):
+    for name in ("x", "y", "z", "w"):
+        write_case(tmp_path / f"{name}.nii.gz", 0)
+    manifest = write_csv(
+        tmp_path / "m.csv",
+        [
+            "x,x.nii.gz,,",
+            "y,y.nii.gz,,./x.nii.gz",
+            "z,z.nii.gz,,sub//w.nii.gz",
+            "w,w.nii.gz,,sub/W.nii.gz",
+        ],
+    )
+    with pytest.raises(BatchInputError) as raised:
+        check_cases(read_manifest(manifest))
+    message = str(raised.value)
+    assert "output 'x.nii.gz' is written by 2 cases (x, y)" in message
+    assert "output 'sub/w.nii.gz' is written by 2 cases (w, z)" in message
+
+
+def test_colliding_folder_ids_get_a_path_hash_instead_of_stopping_the_batch(tmp_path):
+    for relative in (
+        "a b/ct.nii.gz",
+        "a_b/ct.nii.gz",
+        "scan.nii.gz",
+        "scan_0000.nii.gz",
+        "p02.nii.gz",
+    ):
+        write_case(tmp_path / relative, 0)
+    found = check_cases(discover_cases(tmp_path))
+    names = [case.case_id for case in found]
+    assert len(set(names)) == 5 and "p02" in names  # an id without a clash is unchanged
+    assert sorted(name[:-9] for name in names if name != "p02") == [
+        "a_b_ct",
+        "a_b_ct",
+        "scan",
+        "scan",
+    ]
+    assert names == [case.case_id for case in check_cases(discover_cases(tmp_path))]  # stable
+
+
+def test_linked_study_folders_are_followed_and_link_loops_are_not(tmp_path):
+    archive, elsewhere = tmp_path / "archive", tmp_path / "elsewhere"
+    write_case(archive / "real" / "ct.nii.gz", 0)
+    write_case(elsewhere / "study" / "ct.nii.gz", 1)
+    (archive / "linked").symlink_to(elsewhere / "study", target_is_directory=True)
+    (archive / "real" / "loop").symlink_to(archive, target_is_directory=True)
+    assert ids(discover_cases(archive)) == ["linked_ct", "real_ct"]
+
+
+def test_copies_of_one_dicom_series_in_two_studies_are_two_cases(tmp_path):
+    paths = dicom_series(tmp_path / "tmp", number=2)
+    for study in ("studyA", "studyB"):
+        (tmp_path / "archive" / study).mkdir(parents=True)
+        for path in paths:
+            (tmp_path / "archive" / study / path.name).write_bytes(path.read_bytes())
+    found = discover_cases(tmp_path / "archive")
+    assert ids(found) == ["studyA", "studyB"]
+    assert [case.inputs for case in found.cases] == [
+        (tmp_path / "archive" / "studyA",),
+        (tmp_path / "archive" / "studyB",),
+    ]
+    # one series exported in two halves (no instance repeated) stays one case
+    split = tmp_path / "split" / "SE1"
+    for index, path in enumerate(paths):
+        (split / f"part{index % 2}").mkdir(parents=True, exist_ok=True)
+        (split / f"part{index % 2}" / path.name).write_bytes(path.read_bytes())
+    assert ids(discover_cases(tmp_path / "split")) == ["SE1"]

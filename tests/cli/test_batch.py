@@ -160,3 +160,42 @@ def test_dry_run_lists_the_cases_of_one_shard_and_computes_nothing(tmp_path, mod
     assert [line.split("\t")[0] for line in printed[:-1]] == ["group_a_c0", "group_b_c1"]
     assert printed[0].endswith("group_a_c0.nii.gz") and "2 case(s)" in printed[-1]
     assert not out.exists()
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:  # in the child: every write past `limit` bytes fails with EFBIG
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_full_storage_stops_the_batch_with_one_line_and_a_rerun_resumes(tmp_path, model_dir):
+    cases = make_case_folder(tmp_path / "cases", corrupt=())
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "medseg3d.cli", "batch", "-i", str(cases), "-o", str(out)]
+    command += ["-m", str(model_dir), "--device", "cpu", "--no-progress"]
+    full = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(1)
+    )
+    assert full.returncode == 1, full.stderr
+    assert "Traceback" not in full.stderr
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith("medseg3d: error:") and "output storage is full" in last
+    assert "rerun the same command to resume" in last
+    assert not list(out.glob("*.nii.gz")) and not list(out.glob(f"{TEMP_MARK}*"))
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(r["status"] for r in rows(out).values()) == ["done"] * 5
+    assert len(outputs(out)) == 5
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(cli, tmp_path, model_dir):
+    cases = make_case_folder(tmp_path / "cases", count=1, corrupt=())
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = cli("batch", "-i", cases, "-o", blocker / "out", "-m", model_dir, "--device", "cpu")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the output folder is not writable" in result.stderr.strip().splitlines()[-1]
