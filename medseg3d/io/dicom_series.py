@@ -162,8 +162,9 @@ def select_series(
 ) -> SeriesInfo:
     """Pick one series: the only one, or the one named by ``series``.
 
-    ``series`` may be a full SeriesInstanceUID, a unique UID suffix, a SeriesNumber, or a
-    unique SeriesDescription (case-insensitive).
+    ``series`` may be, tried in this order: a full SeriesInstanceUID, a SeriesNumber (the ``#N``
+    that ``medseg3d info`` lists), a unique SeriesDescription (case-insensitive), or a unique
+    UID suffix of whole components (``0.134`` matches ``1.2.3.0.134``, ``4`` does not).
     """
     listing = "; ".join(s.summary() for s in all_series)
     if series is None:
@@ -177,9 +178,9 @@ def select_series(
     wanted = str(series).strip()
     tests = (
         lambda s: s.uid == wanted,
-        lambda s: s.uid.endswith(wanted),
         lambda s: s.number is not None and str(s.number) == wanted,
         lambda s: s.description.lower() == wanted.lower(),
+        lambda s: s.uid.endswith("." + wanted.lstrip(".")),
     )
     for test in tests:
         matches = [s for s in all_series if test(s)]

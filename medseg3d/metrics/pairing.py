@@ -66,7 +66,9 @@ def match_cases(pred: Path, gt: Path) -> dict[str, tuple[Path, Path]]:
     for reference in references:
         case = stem(reference)
         found = None
-        for name in name_variants(case):
+        # a reference is only untagged (liver_007_gt -> liver_007), never cut at a 4-digit
+        # suffix: case_0002 must not fall back to "case" and take case_0001's prediction
+        for name in dict.fromkeys([case, _TAG.sub("", case) or case]):
             for level in levels:
                 if name in level:
                     found = level[name]

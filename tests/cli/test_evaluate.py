@@ -207,3 +207,19 @@ def test_missing_predictions_and_paths(medseg, tmp_path):
     assert result.returncode != 0 and "does not exist" in result.stderr
     result = medseg("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt" / "a.nii.gz")
     assert result.returncode != 0 and "both be files or both be folders" in result.stderr
+
+
+def test_a_numbered_reference_without_prediction_never_takes_another_case(medseg, tmp_path):
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    write(tmp_path / "gt" / "case_0001.nii.gz", cube())
+    write(tmp_path / "gt" / "case_0002.nii.gz", cube(shift=3))
+    write(tmp_path / "gt" / "liver_007_gt.nii.gz", cube())
+    write(tmp_path / "pred" / "case_0001_seg.nii.gz", cube())
+    write(tmp_path / "pred" / "liver_007_seg.nii.gz", cube())
+    result = medseg("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "1 reference case(s) have no prediction" in result.stderr and "case_0002" in result.stderr
+    (tmp_path / "gt" / "case_0002.nii.gz").unlink()
+    result = medseg("evaluate", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
+    assert result.returncode == 0, result.stderr  # liver_007_gt is paired with liver_007_seg

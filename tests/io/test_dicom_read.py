@@ -13,6 +13,7 @@ from io_helpers import oblique_affine, write_sitk_series
 
 from medseg3d.errors import DicomError, MultipleSeriesError, SliceSpacingError
 from medseg3d.io import Volume, list_dicom_series, load_volume, reorient, write_dicom_series
+from medseg3d.io.dicom_series import select_series
 from medseg3d.io.geometry import is_sheared, sitk_affine
 
 
@@ -206,3 +207,14 @@ def test_enhanced_multiframe_geometry_comes_from_functional_groups(tmp_path, rng
     assert np.allclose(volume.affine, affine, atol=1e-5)
     shutil.copy(tmp_path / "enhanced.dcm", tmp_path / "folder.dcm")
     assert np.allclose(load_volume(tmp_path / "folder.dcm").affine, affine, atol=1e-5)
+
+
+def test_a_series_number_wins_over_a_uid_that_happens_to_end_with_it(pydicom_files):
+    folder = pydicom_files / "dicomdirtests"
+    listed = list_dicom_series(folder)
+    (scout,) = [info for info in listed if info.number == 4]
+    others = [i for i in listed if i.uid.endswith("4") and i.uid != scout.uid]
+    assert others, "the test needs a series whose UID ends in 4"
+    assert select_series(listed, 4, folder).uid == scout.uid  # not the localizer ending in 4
+    suffix = ".".join(others[0].uid.split(".")[-2:])  # whole UID components still work
+    assert select_series(listed, suffix, folder).uid == others[0].uid
