@@ -58,6 +58,13 @@ def read_nifti(path: str | Path) -> Volume:
         "nifti_codes": (int(header["sform_code"]), int(header["qform_code"])),
         "description": _text(header.get("descrip")),
     }
+    if int(header["sform_code"]) > 0 and int(header["qform_code"]) > 0:
+        qform = header.get_qform()
+        if not np.allclose(qform, image.affine, atol=1e-5):
+            # sform and qform disagree (e.g. FSL/ANTs: sform aligned, qform scanner): readers
+            # differ in which they use (nibabel the sform, ITK the qform), so outputs on this grid
+            # keep both exactly as they were
+            meta["nifti_qform"] = {"affine": image.affine.tolist(), "qform": qform.tolist()}
     if intent == NIFTI_INTENT_LABEL:
         meta["is_label"] = True
     return Volume(array, image.affine, meta, has_channels=has_channels)
@@ -65,6 +72,9 @@ def read_nifti(path: str | Path) -> Volume:
 
 def write_nifti(volume: Volume, path: Path, *, is_label: bool) -> None:
     """Write ``volume`` to ``path`` (``.nii`` or ``.nii.gz``) with its exact affine in sform and qform.
+
+    Exception: a volume on the grid of a NIfTI source whose qform differed from its sform gets
+    the source's qform back, so every reader (sform- or qform-based) overlays it on the source.
 
     Label maps get ``intent_code = NIFTI_INTENT_LABEL``, ``scl_slope = 1``, ``scl_inter = 0`` and
     ``cal_min/cal_max`` spanning the labels so viewers show them as a segmentation.
@@ -76,7 +86,7 @@ def write_nifti(volume: Volume, path: Path, *, is_label: bool) -> None:
     header = image.header
     sform_code, qform_code = volume.meta.get("nifti_codes", (XFORM_SCANNER, XFORM_SCANNER))
     image.set_sform(volume.affine, code=int(sform_code) or XFORM_SCANNER)
-    image.set_qform(volume.affine, code=int(qform_code) or XFORM_SCANNER)
+    image.set_qform(_qform(volume), code=int(qform_code) or XFORM_SCANNER)
     header.set_xyzt_units(xyz="mm", t="sec")
     header.set_data_dtype(array.dtype)
     if is_label:
@@ -88,6 +98,15 @@ def write_nifti(volume: Volume, path: Path, *, is_label: bool) -> None:
     else:
         header.set_slope_inter(1.0, 0.0)
     image.to_filename(str(path))
+
+
+def _qform(volume: Volume) -> np.ndarray:
+    """The qform to write: the source's own when it differed from its sform and ``volume`` is
+    still on the source's grid (a mask on its scan), else the affine itself."""
+    kept = volume.meta.get("nifti_qform")
+    if kept and np.allclose(volume.affine, np.asarray(kept["affine"]), atol=1e-6):
+        return np.asarray(kept["qform"], dtype=np.float64)
+    return volume.affine
 
 
 def _describe(error: BaseException) -> str:

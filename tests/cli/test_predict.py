@@ -347,3 +347,40 @@ def test_predict_never_imports_monai_so_it_starts_in_seconds(tmp_path, model_dir
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "exit 0 False False"
     assert load_volume(tmp_path / "m.nii.gz").spatial_shape == load_volume(scan).spatial_shape
+
+
+def test_a_scan_whose_qform_differs_from_its_sform_gets_a_mask_every_reader_overlays(
+    medseg, tmp_path, model_dir
+):
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    qform = oblique_affine()
+    sform = qform.copy()
+    sform[:3, 3] += [12.0, -8.0, 20.0]  # e.g. FSL/ANTs: sform aligned, qform scanner
+    image = nib.Nifti1Image(ct_like(), sform)
+    image.set_sform(sform, code=2)
+    image.set_qform(qform, code=1)
+    nib.save(image, tmp_path / "scan.nii.gz")
+    result = medseg(
+        "predict",
+        "-i",
+        tmp_path / "scan.nii.gz",
+        "-o",
+        tmp_path / "m.nii.gz",
+        "-m",
+        model_dir,
+        "--device",
+        "cpu",
+    )
+    assert result.returncode == 0, result.stderr
+    scan, mask = nib.load(tmp_path / "scan.nii.gz"), nib.load(tmp_path / "m.nii.gz")
+    for get in ("get_sform", "get_qform"):  # nibabel reads the sform, ITK the qform
+        np.testing.assert_allclose(getattr(mask, get)(), getattr(scan, get)(), atol=1e-5)
+    assert mask.header.get_sform(coded=True)[1] == 2 and mask.header.get_qform(coded=True)[1] == 1
+    itk_scan, itk_mask = (
+        sitk.ReadImage(tmp_path / "scan.nii.gz"),
+        sitk.ReadImage(tmp_path / "m.nii.gz"),
+    )
+    np.testing.assert_allclose(itk_mask.GetOrigin(), itk_scan.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(itk_mask.GetDirection(), itk_scan.GetDirection(), atol=1e-6)
