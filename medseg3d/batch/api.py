@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from medseg3d.batch.report import BatchReport, CaseResult
 from medseg3d.batch.runner import WORKER_TYPES, BatchSummary, run_local
 from medseg3d.batch.shards import select_shard
 from medseg3d.errors import ConfigError, FileNotFoundMedsegError, OutputError
+from medseg3d.io.atomic import ensure_writable_folder
 
 logger = logging.getLogger(__name__)
 
@@ -209,26 +209,12 @@ def run_batch(
         )
 
 
-def check_writable(out_dir: Path) -> None:
-    """Create ``out_dir`` and make sure a file can be written in it, or raise
-    :class:`OutputError` with the reason (read-only share, permissions, full disk)."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise OutputError(
-            f"the output folder is not writable ({reason}); give another -o", path=out_dir
-        ) from None
-
-
 @contextlib.contextmanager
 def folder_lock(out_dir: Path, name: str) -> Iterator[None]:
     """Hold ``OUT_DIR/.<name>.lock`` for the run: a second identical batch writing into the same
     folder is refused (shards use distinct report names, so they run side by side). The lock is
     the operating system's (``flock``), so it vanishes with the process, even after ``kill -9``."""
-    check_writable(out_dir)
+    ensure_writable_folder(out_dir)
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; run one batch per folder

@@ -79,6 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"medseg3d: error: {error}", file=sys.stderr)
         return error.exit_code
+    except (
+        OSError
+    ) as error:  # the system refused a read or write: disk full, permissions, share gone
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"medseg3d: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("medseg3d: interrupted", file=sys.stderr)
         return 130

@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     width = max([len("own options"), *(len(_own(row)) for row in rows)]) + 2
     print(f"{'model':<16}{'parameters':>14}  {'own options':<{width}}description")
     for row in rows:
-        print(f"{row['name']:<16}{row['parameters']:>14,}  {_own(row):<{width}}{row['description']}")
+        print(
+            f"{row['name']:<16}{row['parameters']:>14,}  {_own(row):<{width}}{row['description']}"
+        )
     return 0
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from medseg3d.errors import ConfigError, FileNotFoundMedsegError, OutputError
-from medseg3d.io.atomic import atomic_write_text
+from medseg3d.io.atomic import atomic_write_text, ensure_writable_folder
 
 HELP = "segment a scan (NIfTI, DICOM series, MHA/NRRD) with a trained model folder"
 
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 "input does not exist; give a NIfTI/MHA/NRRD file or a DICOM folder", path=path
             )
     case = case_name(inputs[0])
-    output_format, output = _output_path(Path(args.output), case, args.format)
+    output_format, output = _output_path(str(args.output), case, args.format)
     _check_output(output, inputs)
     if (
         output_format == "dicom-seg"
@@ -223,8 +223,11 @@ def case_name(path: Path) -> str:
     return name
 
 
-def _output_path(output: Path, case: str, requested: str) -> tuple[str, Path]:
-    is_folder = output.is_dir() or str(output).endswith(os.sep) or not output.suffix
+def _output_path(raw: str, case: str, requested: str) -> tuple[str, Path]:
+    """The output format and file for ``-o raw``: a folder (existing, ending in ``/``, or without
+    an extension) gets ``<case>_seg.<ext>``; a file name must have a writable extension."""
+    output = Path(raw)
+    is_folder = output.is_dir() or raw.endswith(("/", os.sep)) or not output.suffix
     if is_folder:
         output_format = "nifti" if requested == "auto" else requested
         return output_format, output / f"{case}_seg{_LABEL_SUFFIXES[output_format]}"
@@ -253,9 +256,9 @@ def _suffix_format(path: Path) -> str | None:
     name = path.name.lower()
     if name.endswith((".nii.gz", ".nii")):
         return "nifti"
-    if name.endswith((".mha", ".mhd")):
+    if name.endswith(".mha"):
         return "mha"
-    if name.endswith((".nrrd", ".nhdr")):
+    if name.endswith(".nrrd"):
         return "nrrd"
     if name.endswith(".dcm"):
         return "dicom-seg"
@@ -283,6 +286,7 @@ def _check_output(output: Path, inputs: list[Path]) -> None:
             )
     if target.is_dir():
         raise OutputError("is a folder; give a file name", path=output)
+    ensure_writable_folder(output.parent)  # before the model runs, not after
 
 
 def _volume_table(volumes: dict[str, dict[str, float]]) -> str:

@@ -10,22 +10,43 @@ HELP = "train a segmentation network on a dataset folder (MSD or nnU-Net layout)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="dataset folder with dataset.json")
-    parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, logs, model/)")
-    parser.add_argument("--config", action="append", default=[], type=Path, metavar="FILE.yaml",
-                        help="YAML config; may be given several times, later files win")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="run folder (checkpoints, logs, model/)"
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE.yaml",
+        help="YAML config; may be given several times, later files win",
+    )
     parser.add_argument("--model", help="architecture (see `medseg3d models`)")
     parser.add_argument("--iterations", type=int, help="optimizer steps in total")
-    parser.add_argument("--patch-size", type=int, nargs="+", metavar="N", help="training patch in voxels")
+    parser.add_argument(
+        "--patch-size", type=int, nargs="+", metavar="N", help="training patch in voxels"
+    )
     parser.add_argument("--batch-size", type=int, help="patches per iteration")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--fold", type=int, help="cross-validation fold used for validation")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--workers", type=int, help="data-loading worker processes")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="set any config key, e.g. --set optimizer.lr=3e-4 (repeatable)")
-    parser.add_argument("--stop-after", type=int, metavar="N",
-                        help="stop after N iterations of this call (checkpoint written; continue with --resume)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="set any config key, e.g. --set optimizer.lr=3e-4 (repeatable)",
+    )
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="N",
+        help="stop after N iterations of this call (checkpoint written; continue with --resume)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -52,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
         base = load_config_file(saved)  # a resumed run starts from its own config
     config = build_config(args.config, args.set, values, base=base)
     result = train(
-        args.data, args.out, config, resume=args.resume, progress=not args.no_progress,
+        args.data,
+        args.out,
+        config,
+        resume=args.resume,
+        progress=not args.no_progress,
         stop_after=args.stop_after,
     )
     if result.iterations < config["training"]["iterations"]:

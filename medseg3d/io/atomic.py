@@ -24,8 +24,30 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from medseg3d.errors import OutputError
+
 TEMP_MARK = ".medseg3d-tmp-"
 _RANDOM_CHARS = 8  # what tempfile.mkdtemp appends to the prefix
+
+
+def ensure_writable_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (and its parents) and make sure a file can be written in it, or raise
+    :class:`~medseg3d.errors.OutputError` with the reason (a file in the way, read-only share,
+    permissions, full disk). Commands call it before any long computation."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            reason = f"{blocker} is a file, not a folder"
+        raise OutputError(
+            f"cannot write here ({reason}); choose another output", path=folder
+        ) from None
+    return folder
 
 
 def temporary_path(path: str | os.PathLike, *, suffix: str | None = None) -> Path:
@@ -35,8 +57,14 @@ def temporary_path(path: str | os.PathLike, *, suffix: str | None = None) -> Pat
     the temporary file only (for writers that need a particular one).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_MARK}{path.name}-", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{TEMP_MARK}{path.name}-", dir=path.parent))
+    except OSError as error:
+        raise OutputError(
+            f"cannot write here ({error.strerror or type(error).__name__}); choose another output",
+            path=path,
+        ) from error
     name = path.name
     if suffix is not None:
         name = name[: len(name) - len(_full_suffix(path))] + suffix

@@ -198,4 +198,4 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(cli, tmp_path, mode
     blocker.write_text("not a folder")
     result = cli("batch", "-i", cases, "-o", blocker / "out", "-m", model_dir, "--device", "cpu")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "the output folder is not writable" in result.stderr.strip().splitlines()[-1]
+    assert "a_file is a file, not a folder" in result.stderr.strip().splitlines()[-1]

@@ -312,17 +312,45 @@ def test_output_naming_rules(tmp_path):
     assert case_name(tmp_path / "scan.MHA") == "scan"
     (tmp_path / "CT_0001").mkdir()
     assert case_name(tmp_path / "CT_0001") == "CT_0001"
-    assert _output_path(tmp_path / "seg.nii.gz", "c", "auto") == ("nifti", tmp_path / "seg.nii.gz")
-    assert _output_path(tmp_path / "seg.nrrd", "c", "auto") == ("nrrd", tmp_path / "seg.nrrd")
-    assert _output_path(tmp_path / "results", "c", "auto") == (
+
+    def output_path(raw, requested="auto"):
+        return _output_path(str(raw), "c", requested)
+
+    assert output_path(tmp_path / "seg.nii.gz") == ("nifti", tmp_path / "seg.nii.gz")
+    assert output_path(tmp_path / "seg.nrrd") == ("nrrd", tmp_path / "seg.nrrd")
+    assert output_path(tmp_path / "results") == ("nifti", tmp_path / "results" / "c_seg.nii.gz")
+    assert output_path(tmp_path, "dicom-seg") == ("dicom-seg", tmp_path / "c_seg.dcm")
+    # a trailing slash means a folder, even when the name has a dot
+    assert output_path(f"{tmp_path}/run_2024.01/") == (
         "nifti",
-        tmp_path / "results" / "c_seg.nii.gz",
+        tmp_path / "run_2024.01" / "c_seg.nii.gz",
     )
-    assert _output_path(tmp_path, "c", "dicom-seg") == ("dicom-seg", tmp_path / "c_seg.dcm")
-    with pytest.raises(ConfigError, match="unknown extension"):
-        _output_path(tmp_path / "seg.png", "c", "auto")
+    assert output_path(f"{tmp_path}/masks.nii/")[1] == tmp_path / "masks.nii" / "c_seg.nii.gz"
+    for unknown in ("seg.png", "seg.mhd"):  # .mhd (header + raw pair) is read, not written
+        with pytest.raises(ConfigError, match="unknown extension"):
+            output_path(tmp_path / unknown)
     with pytest.raises(ConfigError, match="does not match"):
-        _output_path(tmp_path / "seg.nii.gz", "c", "dicom-seg")
+        output_path(tmp_path / "seg.nii.gz", "dicom-seg")
+
+
+def test_an_unwritable_output_is_refused_before_the_model_runs(medseg, tmp_path, model_dir, scan):
+    (tmp_path / "afile").write_text("x")
+    result = medseg("predict", "-i", scan, "-o", tmp_path / "afile" / "m.nii.gz", "-m", model_dir)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "afile is a file, not a folder" in result.stderr
+    assert "loaded" not in result.stderr  # refused before loading the model
+    result = medseg(
+        "predict",
+        "-i",
+        scan,
+        "-o",
+        tmp_path / "m.nii.gz",
+        "-m",
+        model_dir,
+        "--json",
+        tmp_path / "afile" / "r.json",
+    )
+    assert result.returncode == 1 and not (tmp_path / "m.nii.gz").exists()
 
 
 def test_uncertainty_map_naming(tmp_path):
