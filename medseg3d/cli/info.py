@@ -44,6 +44,8 @@ def describe(volume) -> dict:
         "spacing_mm": [round(s, 6) for s in volume.spacing],
         "orientation": "".join(volume.orientation),
         "origin_mm": [round(float(v), 4) for v in volume.affine[:3, 3]],
+        "affine": [[round(float(v), 6) for v in row] for row in volume.affine],
+        "obliquity_deg": round(_obliquity(volume.affine), 3),
         "min": float(finite.min()) if finite.size else None,
         "max": float(finite.max()) if finite.size else None,
         "mean": float(finite.mean()) if finite.size else None,
@@ -56,7 +58,22 @@ def describe(volume) -> dict:
             facts["regularized"] = volume.meta["regularized"]
     if volume.meta.get("is_label"):
         facts["is_label"] = True
+    if volume.meta.get("format") == "nifti":
+        sform_code, qform_code = volume.meta.get("nifti_codes", (0, 0))
+        facts["nifti_sform_code"], facts["nifti_qform_code"] = int(sform_code), int(qform_code)
+        if volume.meta.get("nifti_qform"):
+            facts["nifti_qform_differs"] = True
     return facts
+
+
+def _obliquity(affine: np.ndarray) -> float:
+    """The largest angle (degrees) between a voxel axis and the nearest world axis."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    norms = np.linalg.norm(matrix, axis=0)
+    if not np.all(norms > 0):
+        return 0.0
+    cosines = np.abs(matrix / norms).max(axis=0).clip(-1.0, 1.0)
+    return float(np.degrees(np.arccos(cosines)).max())
 
 
 def _text(facts: dict) -> str:
@@ -68,7 +85,13 @@ def _text(facts: dict) -> str:
         f"  format       {facts['format']}{' (label map)' if facts.get('is_label') else ''}",
         f"  shape        {shape}{channels} ({facts['dtype']})",
         f"  spacing      {spacing} mm",
-        f"  orientation  {facts['orientation']}   origin {tuple(facts['origin_mm'])} mm (RAS)",
+        f"  orientation  {facts['orientation']}   origin {tuple(facts['origin_mm'])} mm (RAS)"
+        + (
+            f", oblique by {facts['obliquity_deg']:.3g} deg"
+            if facts["obliquity_deg"] > 1e-3
+            else ""
+        ),
+        "  affine       " + "\n               ".join(_row(row) for row in facts["affine"][:3]),
         f"  intensity    {facts['min']:.6g} .. {facts['max']:.6g} (mean {facts['mean']:.6g})"
         if facts["min"] is not None
         else "  intensity    (empty)",
@@ -80,7 +103,16 @@ def _text(facts: dict) -> str:
         )
     if facts.get("regularized"):
         lines.append(f"  resampled    {facts['regularized']}")
+    if "nifti_sform_code" in facts:
+        codes = f"sform code {facts['nifti_sform_code']}, qform code {facts['nifti_qform_code']}"
+        if facts.get("nifti_qform_differs"):
+            codes += " (the qform differs from the sform: ITK-based tools use the qform)"
+        lines.append(f"  nifti        {codes}")
     return "\n".join(lines)
+
+
+def _row(row: list[float]) -> str:
+    return "[" + " ".join(f"{v:>10.4f}" for v in row) + "]"
 
 
 def _list_series(path: str, json_output: bool) -> None:

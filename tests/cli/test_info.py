@@ -94,3 +94,26 @@ def test_info_every_bad_input_in_one_run(cli, bad_inputs):
     for name, line in zip(BAD, errors):
         path, _, words = bad_inputs[name]
         assert str(path) in line and words in line, (name, line)
+
+
+def test_info_tells_two_grids_apart_by_their_affine(cli, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    angle = np.radians(8)
+    rotation = np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    )
+    straight = np.diag([0.8, 0.8, 2.5, 1.0])
+    turned = straight.copy()
+    turned[:3, :3] = rotation @ straight[:3, :3]
+    data = np.zeros((6, 5, 4), np.int16)
+    nib.save(nib.Nifti1Image(data, straight), tmp_path / "a.nii.gz")
+    nib.save(nib.Nifti1Image(data, turned), tmp_path / "b.nii.gz")
+    result = cli("info", "--json", tmp_path / "a.nii.gz", tmp_path / "b.nii.gz")
+    a, b = (json.loads(line) for line in result.stdout.splitlines())
+    assert a["orientation"] == b["orientation"] and a["spacing_mm"] == b["spacing_mm"]
+    np.testing.assert_allclose(b["affine"], turned, atol=1e-5)
+    assert a["obliquity_deg"] == 0 and b["obliquity_deg"] == pytest.approx(8, abs=1e-3)
+    text = cli("info", tmp_path / "b.nii.gz").stdout
+    assert "oblique by 8 deg" in text and "affine" in text
