@@ -73,21 +73,25 @@ def _group_item(dataset, index: int, sequence: str):
 def decode_pixels(dataset, path: Path) -> np.ndarray:
     """All frames of a file as ``(frames, rows, columns[, samples])`` stored values."""
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    # a failed decoder plugin logs an ERROR with a traceback (from pydicom.pixels.* loggers,
+    # which take their level from "pydicom"); we fall back to GDCM or report it in one line
     pydicom_logger = logging.getLogger("pydicom")
-    previous = pydicom_logger.disabled
-    pydicom_logger.disabled = True  # a failed plugin logs a traceback; we report or fall back
+    previous = pydicom_logger.level
+    pydicom_logger.setLevel(logging.CRITICAL + 1)
     try:
         pixels = dataset.pixel_array
     except Exception as error:  # noqa: BLE001 - fall back to GDCM, then report
         return _decode_with_sitk(path, error, dataset)  # already (frames, rows, columns[, s])
     finally:
-        pydicom_logger.disabled = previous
+        pydicom_logger.setLevel(previous)
     return pixels[None] if frames == 1 else pixels
 
 
 def _decode_with_sitk(path: Path, first_error: Exception, dataset) -> np.ndarray:
     import SimpleITK as sitk
 
+    warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM's own complaints on stderr
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError:
@@ -101,6 +105,8 @@ def _decode_with_sitk(path: Path, first_error: Exception, dataset) -> np.ndarray
         raise UnreadableFileError(
             f"cannot decode DICOM pixel data ({name}): {reason}; {fix}", path=path
         ) from first_error
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
     logger.debug("%s: pixels decoded with SimpleITK/GDCM (pydicom: %s)", path, first_error)
     array = sitk.GetArrayFromImage(image)  # (frames, rows, columns[, samples])
     rescale = (

@@ -117,3 +117,11 @@ def test_info_tells_two_grids_apart_by_their_affine(cli, tmp_path):
     assert a["obliquity_deg"] == 0 and b["obliquity_deg"] == pytest.approx(8, abs=1e-3)
     text = cli("info", tmp_path / "b.nii.gz").stdout
     assert "oblique by 8 deg" in text and "affine" in text
+
+
+def test_a_gdcm_fallback_decode_prints_no_traceback(cli):
+    path = pydicom_test_files() / "JPGExtended.dcm"  # 12-bit JPEG: pydicom fails, GDCM decodes
+    result = cli("info", path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "ERROR" not in result.stderr
+    assert "256 x 1024 x 1" in result.stdout
