@@ -64,7 +64,8 @@ def like_input(
     """``out`` as a ``MetaTensor`` carrying ``original`` 's metadata when ``original`` was one.
 
     ``voxel_map``: ``(D+1, D+1)`` homogeneous matrix from an output voxel index to the input voxel
-    index (the affine part of a spatial transform); the affine becomes ``affine @ voxel_map``.
+    index (the affine part of a spatial transform), or ``(B, D+1, D+1)``, one per sample of a
+    batch; the affine becomes ``affine @ voxel_map``.
     """
     if not _is_meta_tensor(original):
         return out
@@ -72,21 +73,27 @@ def like_input(
 
     meta = copy.copy(original.meta)
     result = MetaTensor(out, meta=meta, applied_operations=list(original.applied_operations))
+    result.is_batch = original.is_batch
     if voxel_map is not None:
         result.affine = compose_affine(original.affine, voxel_map)
     return result
 
 
 def compose_affine(affine: torch.Tensor | np.ndarray, voxel_map: np.ndarray) -> torch.Tensor:
-    """``affine @ voxel_map`` where ``voxel_map`` may cover fewer spatial dims than ``affine``."""
+    """``affine @ voxel_map`` where ``voxel_map`` may cover fewer spatial dims than ``affine``.
+
+    Either may carry a leading batch axis (``(B, 4, 4)``): the product is taken per sample.
+    """
     affine = torch.as_tensor(affine, dtype=torch.float64)
+    voxel_map = np.asarray(voxel_map, dtype=np.float64)
     rank = affine.shape[-1] - 1
-    dims = voxel_map.shape[0] - 1
+    dims = voxel_map.shape[-1] - 1
     if dims > rank:
         return affine
-    embedded = np.eye(rank + 1)
-    embedded[:dims, :dims] = voxel_map[:dims, :dims]
-    embedded[:dims, rank] = voxel_map[:dims, dims]
+    embedded = np.zeros((*voxel_map.shape[:-2], rank + 1, rank + 1))
+    embedded[...] = np.eye(rank + 1)
+    embedded[..., :dims, :dims] = voxel_map[..., :dims, :dims]
+    embedded[..., :dims, rank] = voxel_map[..., :dims, dims]
     return affine @ torch.as_tensor(embedded, dtype=torch.float64)
 
 

@@ -9,7 +9,9 @@
 
 With ``spatial_size`` the output is that size, centred on the input: deform a larger patch and
 crop it in the same resampling, so no zero border shows. When the transform is skipped
-(``prob``) the centre crop/pad is still done, exactly, without resampling.
+(``prob``) the centre crop/pad is still done, exactly, without resampling. A ``MetaTensor`` 's
+affine follows (``affine @ voxel_map``, per sample for a batch). MONAI's ``inverse`` undoes the
+centre crop/pad of a skipped sample and raises for a resampled one (no exact inverse).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from monai.transforms import MapTransform, RandomizableTransform, Transform
 from medseg3d.errors import ConfigError
 from medseg3d.transforms.convert import like_input, to_tensor
 from medseg3d.transforms.elastic import SpatialAugment, SpatialParams
+from medseg3d.transforms.invertible import CropInverse
 from medseg3d.transforms.spatial import center_start, crop_map, crop_or_pad
 from medseg3d.transforms.warp import apply_spatial, voxel_map
 
@@ -57,7 +60,10 @@ def resample(
     out = apply_spatial(
         x, params, output_shape, kind=kind, spacing=spacing, padding_mode=padding_mode
     )
-    mapping = None if batched else voxel_map(params, output_shape, input_shape, spacing)
+    if batched:  # one map per sample: a collated MetaTensor has one affine per sample
+        mapping = np.stack([voxel_map(p, output_shape, input_shape, spacing) for p in params])
+    else:
+        mapping = voxel_map(params, output_shape, input_shape, spacing)
     return like_input(out, value, mapping)
 
 
@@ -86,7 +92,7 @@ class SpatialResample(Transform):
         )
 
 
-class _ElasticBase(RandomizableTransform):
+class _ElasticBase(RandomizableTransform, CropInverse):
     def _setup(self, prob, spatial_dims, spatial_size, spacing, padding_mode, options):
         RandomizableTransform.__init__(self, prob)
         if spatial_dims is None:
@@ -105,8 +111,24 @@ class _ElasticBase(RandomizableTransform):
             return self.spacing
         if isinstance(value, MetaTensor):
             affine = np.asarray(value.affine, dtype=float)
-            return np.sqrt((affine[: self.spatial_dims, : self.spatial_dims] ** 2).sum(axis=0))
+            linear = affine[..., : self.spatial_dims, : self.spatial_dims]
+            spacings = np.sqrt((linear**2).sum(axis=-2)).reshape(-1, self.spatial_dims)
+            if not np.allclose(spacings, spacings[0], rtol=1e-4):
+                raise ConfigError(
+                    f"spacing='meta' on a batch needs one voxel spacing for all samples, got "
+                    f"{np.round(spacings, 4).tolist()}; resample them to one spacing first"
+                )
+            return spacings[0]
         return None
+
+    def _record_output(self, out: Any, value: Any) -> Any:
+        """Record the centre crop/pad (and whether it resampled) for MONAI's ``inverse``."""
+        if isinstance(self.params, list):  # a batch: MONAI inverts single samples
+            return out
+        input_shape = tuple(int(n) for n in value.shape[1:])
+        start = center_start(input_shape, self.spatial_size or input_shape)
+        resampled = self.params is not None and not self.params.is_identity
+        return self.record_crop(out, start, input_shape, resampled=resampled)
 
     def randomize_for(self, value: Any) -> tuple[Sequence[int] | None, Sequence[float] | None]:
         """Draw params for ``value`` ``(C, *spatial)`` or a batch; returns (output shape, spacing)."""
@@ -154,7 +176,7 @@ class RandElasticDeform(_ElasticBase):
         if randomize:
             _, spacing = self.randomize_for(img)
         kind = mode or self.mode
-        return resample(
+        out = resample(
             img,
             self.params,
             self.spatial_size,
@@ -162,6 +184,10 @@ class RandElasticDeform(_ElasticBase):
             spacing=spacing,
             padding_mode=self.padding_mode,
         )
+        return self._record_output(out, img)
+
+    def inverse(self, data: Any) -> Any:
+        return self.undo_crop(data)
 
 
 class RandElasticDeformd(_ElasticBase, MapTransform):
@@ -213,7 +239,7 @@ class RandElasticDeformd(_ElasticBase, MapTransform):
         _, spacing = self.randomize_for(d[first])
         for key in self.key_iterator(d):
             kind = self._mode(key, d[key])
-            d[key] = resample(
+            out = resample(
                 d[key],
                 self.params,
                 self.spatial_size,
@@ -221,4 +247,11 @@ class RandElasticDeformd(_ElasticBase, MapTransform):
                 spacing=spacing,
                 padding_mode="zeros" if kind in ("nearest", "onehot") else self.padding_mode,
             )
+            d[key] = self._record_output(out, d[key])
+        return d
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.undo_crop(d[key])
         return d

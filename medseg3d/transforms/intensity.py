@@ -6,8 +6,10 @@ Every class below is a small settings object with two methods:
   ``(C, *spatial)`` from a ``numpy.random.RandomState`` (MONAI's ``self.R``);
 * ``apply(x, params) -> x``: deterministic, on a float32 tensor ``(C, *spatial)`` on any device.
 
-Per-channel draws use ``None`` for "leave this channel alone" (``channel_prob``). Defaults follow
-nnU-Net v2's ``get_training_transforms``; ranges that straddle 1 are drawn like its
+Per-channel draws use ``None`` for "leave this channel alone" (``channel_prob``) and are made
+channel after channel, so from one generator state a draw for 2 channels starts with the draw
+for 1 (the dictionary transforms rely on this for keys of different channel counts). Defaults
+follow nnU-Net v2's ``get_training_transforms``; ranges that straddle 1 are drawn like its
 ``BGContrast`` (half of the draws below 1, half above), so shrinking and growing are equally likely.
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medseg3d.errors import ConfigError
+from medseg3d.errors import ConfigError, ShapeError
 from medseg3d.nn import layers
 
 
@@ -53,6 +55,16 @@ def sample_around_one(rng: np.random.RandomState, low: float, high: float) -> fl
 
 def _per_channel(rng, channels: int, channel_prob: float, draw) -> list:
     return [draw() if rng.uniform() < channel_prob else None for _ in range(channels)]
+
+
+def _for_channels(x: torch.Tensor, params: Sequence, name: str) -> Sequence:
+    """``params`` (one entry per channel) checked against the channels of ``x`` ``(C, *spatial)``."""
+    if len(params) != x.shape[0]:
+        raise ShapeError(
+            f"{name} parameters were drawn for {len(params)} channel(s) but the image has "
+            f"{x.shape[0]}; draw them with sample(rng, x.shape) for this image"
+        )
+    return params
 
 
 def _channel_view(x: torch.Tensor, values: Sequence[float]) -> torch.Tensor:
@@ -101,7 +113,8 @@ class GaussianBlur:
 
     def apply(self, x, params):
         channels = [
-            gaussian_smooth(x[c], sigma) if sigma else x[c] for c, sigma in enumerate(params)
+            gaussian_smooth(x[c], sigma) if sigma else x[c]
+            for c, sigma in enumerate(_for_channels(x, params, "GaussianBlur"))
         ]
         return torch.stack(channels)
 
@@ -148,6 +161,7 @@ class MultiplicativeBrightness:
         )
 
     def apply(self, x, params):
+        params = _for_channels(x, params, "MultiplicativeBrightness")
         return x * _channel_view(x, [1.0 if p is None else p for p in params])
 
 
@@ -170,7 +184,7 @@ class Contrast:
 
     def apply(self, x, params):
         out = []
-        for channel, factor in zip(x, params):
+        for channel, factor in zip(x, _for_channels(x, params, "Contrast")):
             if factor is not None:
                 mean = channel.mean()
                 changed = (channel - mean) * factor + mean
@@ -204,7 +218,7 @@ class Gamma:
 
     def apply(self, x, params):
         out = []
-        for channel, gamma in zip(x, params):
+        for channel, gamma in zip(x, _for_channels(x, params, "Gamma")):
             if gamma is not None:
                 channel = -channel if self.invert else channel
                 mean, std = channel.mean(), channel.std()
@@ -245,7 +259,7 @@ class LowResolution:
 
     def apply(self, x, params):
         out = []
-        for channel, size in zip(x, params):
+        for channel, size in zip(x, _for_channels(x, params, "LowResolution")):
             if size is not None:
                 small = layers.resize(channel[None, None], size, kind="nearest")
                 channel = layers.resize(small, tuple(channel.shape), kind="linear")[0, 0]
@@ -305,6 +319,7 @@ class ScaleShiftIntensity:
         return _per_channel(rng, shape[0], self.channel_prob, draw)
 
     def apply(self, x, params):
+        params = _for_channels(x, params, "ScaleShiftIntensity")
         scale = _channel_view(x, [1.0 if p is None else 1.0 + p[0] for p in params])
         shift = _channel_view(x, [0.0 if p is None else p[1] for p in params])
         return x * scale + shift

@@ -21,6 +21,7 @@ from monai.transforms import MapTransform, Randomizable
 
 from medseg3d.errors import ConfigError, ShapeError
 from medseg3d.transforms.convert import like_input
+from medseg3d.transforms.invertible import CropInverse
 from medseg3d.transforms.spatial import crop_map, crop_or_pad
 
 Box = tuple[tuple[int, int], ...]
@@ -104,12 +105,13 @@ def crop_patch(array, bbox: Box, *, value: float = 0.0) -> torch.Tensor:
     return crop_or_pad(array, start, size, value=value)
 
 
-class RandForegroundPatchd(Randomizable, MapTransform):
+class RandForegroundPatchd(Randomizable, MapTransform, CropInverse):
     """Crop every key to one foreground-oversampled patch of ``patch_size`` voxels.
 
     The label under ``label_key`` (or precomputed positions under ``locations_key``, see
     :func:`class_locations`) picks the centre. Arrays may be numpy memmaps: only the patch is
     read. ``pad_value`` (a value or one per key) fills what lies outside the volume.
+    ``inverse`` (MONAI's ``Invertd``) puts a patch back at its place, zeros around it.
     """
 
     def __init__(
@@ -149,5 +151,14 @@ class RandForegroundPatchd(Randomizable, MapTransform):
             value = d[key]
             plain = value.as_tensor() if hasattr(value, "as_tensor") else value
             patch = crop_patch(plain, self.bbox, value=self.pad_values[key])
-            d[key] = like_input(patch, value, crop_map([s for s, _ in self.bbox]))
+            start = [s for s, _ in self.bbox]
+            d[key] = self.record_crop(
+                like_input(patch, value, crop_map(start)), start, value.shape[1:]
+            )
+        return d
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.undo_crop(d[key])
         return d

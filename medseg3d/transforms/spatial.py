@@ -4,7 +4,8 @@ Like :mod:`medseg3d.transforms.intensity`, each random transform is a settings o
 ``sample(rng, shape)`` and a deterministic ``apply(x, params)`` on ``(C, *spatial)`` tensors of
 any dtype (labels included: values are only moved, never mixed), plus
 ``voxel_map(params, shape)``: the ``(D+1, D+1)`` output-voxel -> input-voxel matrix used to keep a
-``MetaTensor`` 's affine right.
+``MetaTensor`` 's affine right, and ``inverse_params(params)``: the params that undo ``params``
+exactly (what MONAI's ``inverse`` applies).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class Flip:
 
     def apply(self, x, params):
         return torch.flip(x, [a + 1 for a in params]) if params else x
+
+    def inverse_params(self, params):
+        return tuple(int(a) for a in params)  # a mirror is its own inverse
 
     def voxel_map(self, params, shape):
         spatial = shape[1:]
@@ -66,6 +70,10 @@ class Rot90:
     def apply(self, x, params):
         k, (i, j) = params
         return torch.rot90(x, k, (i + 1, j + 1)) if k else x
+
+    def inverse_params(self, params):
+        k, (i, j) = params
+        return (4 - int(k)) % 4, (int(i), int(j))
 
     def voxel_map(self, params, shape):
         k, (i, j) = params
@@ -115,6 +123,12 @@ def crop_or_pad(
             region = region.to(torch.uint8)
         region = F.pad(region, pad, value=value)
     return region
+
+
+def uncrop(x: torch.Tensor, start: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
+    """Undo a crop of ``x`` ``(C, *spatial)`` taken at ``start`` from a volume of ``shape``:
+    ``x`` back at its place, zeros around it (a crop of a padded box drops the padding)."""
+    return crop_or_pad(x, [-int(s) for s in start], [int(n) for n in shape])
 
 
 def center_start(shape: Sequence[int], size: Sequence[int]) -> tuple[int, ...]:

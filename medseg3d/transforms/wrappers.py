@@ -2,9 +2,14 @@
 
 One mixin holds the logic; each public class only names its settings object and default
 probability. Array transforms take ``(C, *spatial)``; dictionary ones draw the parameters once
-per sample (from the first key present) and apply them to every key. All draw only from
-``self.R``, so ``set_random_state`` and ``monai.utils.set_determinism`` make runs reproducible.
-Inputs may be numpy arrays, tensors or ``MetaTensor`` s; metadata is kept.
+per sample and apply them to every key. Intensity parameters drawn per channel follow each key's
+own channel count: they are drawn for every key from the same generator state, so keys with the
+same number of channels get the same parameters and a 1-channel key gets the first channel's.
+All draw only from ``self.R``, so ``set_random_state`` and ``monai.utils.set_determinism`` make
+runs reproducible. Inputs may be numpy arrays, tensors or ``MetaTensor`` s; metadata is kept.
+
+Mirroring and 90-degree rotations are MONAI ``InvertibleTransform`` s (exact ``inverse``, see
+:mod:`medseg3d.transforms.invertible`), so ``Invertd`` and ``TestTimeAugmentation`` undo them.
 
 The deterministic normalisations (:class:`NormalizeCTd`, :class:`ZScoreNonzerod`) are plain
 ``Transform`` s, so ``monai.data.CacheDataset`` caches their output.
@@ -17,10 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 
 from medseg3d.transforms import intensity, spatial
 from medseg3d.transforms.convert import like_input, to_tensor
+from medseg3d.transforms.invertible import ExactInverse
 from medseg3d.transforms.normalize import normalize_ct, zscore_nonzero
 
 
@@ -34,18 +41,31 @@ class _AugmentMixin(RandomizableTransform):
         RandomizableTransform.__init__(self, self.default_prob if prob is None else prob)
         self.augment = self.augment_type(**options)
         self.params: Any = None
+        self._drawn: tuple[tuple[int, ...], Any] | None = None  # (shape, generator state)
 
     def randomize(self, shape: Sequence[int]) -> None:  # type: ignore[override]
         super().randomize(None)
         if self._do_transform:
-            self.params = self.augment.sample(self.R, tuple(int(n) for n in shape))
+            shape = tuple(int(n) for n in shape)
+            self._drawn = (shape, self.R.get_state())
+            self.params = self.augment.sample(self.R, shape)
 
-    def _apply_one(self, value: Any) -> torch.Tensor:
+    def params_for(self, shape: Sequence[int]) -> Any:
+        """The last draw's params for an image of ``shape``: drawn again from the same generator
+        state when ``shape`` differs from the one drawn for (another key's channel count)."""
+        shape = tuple(int(n) for n in shape)
+        if self._drawn is None or shape == self._drawn[0]:
+            return self.params
+        generator = np.random.RandomState()
+        generator.set_state(self._drawn[1])
+        return self.augment.sample(generator, shape)
+
+    def _apply_one(self, value: Any, params: Any) -> torch.Tensor:
         x = to_tensor(value, label=None if self.exact else False)
         if not self._do_transform:
             return like_input(x, value)
-        out = self.augment.apply(x, self.params)
-        voxel_map = self.augment.voxel_map(self.params, tuple(x.shape)) if self.exact else None
+        out = self.augment.apply(x, params)
+        voxel_map = self.augment.voxel_map(params, tuple(x.shape)) if self.exact else None
         return like_input(out, value, voxel_map)
 
 
@@ -56,7 +76,7 @@ class _RandArray(_AugmentMixin):
     def __call__(self, img: Any, randomize: bool = True) -> torch.Tensor:
         if randomize:
             self.randomize(img.shape)
-        return self._apply_one(img)
+        return self._apply_one(img, self.params)
 
 
 class _RandDict(_AugmentMixin, MapTransform):
@@ -79,7 +99,40 @@ class _RandDict(_AugmentMixin, MapTransform):
         if not self._do_transform:
             return d
         for key in self.key_iterator(d):
-            d[key] = self._apply_one(d[key])
+            d[key] = self._apply_one(d[key], self.params_for(d[key].shape))
+        return d
+
+
+class _RandExactArray(ExactInverse, _RandArray):
+    def __call__(self, img: Any, randomize: bool = True) -> torch.Tensor:
+        return self.record(super().__call__(img, randomize), self.params, img.shape[1:])
+
+    def inverse(self, data: Any) -> Any:
+        return self.undo(data)
+
+
+class _RandExactDict(ExactInverse, _RandDict):
+    """Spatial: one draw from the first key, the same move for every key (one grid)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        first = self.first_key(d)
+        if first == []:
+            return d
+        self.randomize(d[first].shape)
+        for key in self.key_iterator(d):
+            value = d[key]
+            if self._do_transform:
+                value = self._apply_one(value, self.params)
+            elif isinstance(value, MetaTensor):
+                value = like_input(value.as_tensor(), value)  # its own record list
+            d[key] = self.record(value, self.params, d[key].shape[1:])
+        return d
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.undo(d[key])
         return d
 
 
@@ -196,7 +249,7 @@ class RandScaleShiftIntensityd(_RandDict):
     default_prob = 0.1
 
 
-class RandFlip(_RandArray):
+class RandFlip(_RandExactArray):
     """Mirroring, each axis with its own probability on ``(C, *spatial)``; options: :class:`~medseg3d.transforms.spatial.Flip`."""
 
     augment_type = spatial.Flip
@@ -204,7 +257,7 @@ class RandFlip(_RandArray):
     exact = True
 
 
-class RandFlipd(_RandDict):
+class RandFlipd(_RandExactDict):
     """Mirroring, each axis with its own probability on every key of a dict; options: :class:`~medseg3d.transforms.spatial.Flip`."""
 
     augment_type = spatial.Flip
@@ -212,7 +265,7 @@ class RandFlipd(_RandDict):
     exact = True
 
 
-class RandRot90(_RandArray):
+class RandRot90(_RandExactArray):
     """Rotation by a multiple of 90 degrees on ``(C, *spatial)``; options: :class:`~medseg3d.transforms.spatial.Rot90`."""
 
     augment_type = spatial.Rot90
@@ -220,7 +273,7 @@ class RandRot90(_RandArray):
     exact = True
 
 
-class RandRot90d(_RandDict):
+class RandRot90d(_RandExactDict):
     """Rotation by a multiple of 90 degrees on every key of a dict; options: :class:`~medseg3d.transforms.spatial.Rot90`."""
 
     augment_type = spatial.Rot90

@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from medseg3d.errors import ConfigError
+from medseg3d import transforms
+from medseg3d.errors import ConfigError, ShapeError
 from medseg3d.transforms import (
     BiasField,
     Contrast,
@@ -117,3 +118,50 @@ def test_invalid_ranges_raise():
         GaussianBlur(channel_prob=2)
     with pytest.raises(ConfigError, match="gamma_range"):
         Gamma(gamma_range=(0, 1))
+
+
+DICTIONARY_TRANSFORMS = {
+    "RandGaussianNoised": {},
+    "RandGaussianBlurd": {"channel_prob": 1.0},
+    "RandBrightnessd": {},
+    "RandContrastd": {},
+    "RandGammad": {},
+    "RandLowResolutiond": {"channel_prob": 1.0},
+    "RandBiasFieldd": {},
+    "RandScaleShiftIntensityd": {},
+}
+
+
+@pytest.mark.parametrize("channels", [(1, 2), (2, 1)], ids=["1-then-2", "2-then-1"])
+@pytest.mark.parametrize("name", sorted(DICTIONARY_TRANSFORMS))
+def test_dictionary_transforms_keep_each_keys_channels(name, channels):
+    """Keys with other channel counts than the first keep them, and one draw serves all keys:
+    the same channel gets the same change in every key."""
+    first, second = channels
+    generator = torch.Generator().manual_seed(1)
+    volume = torch.rand(2, 8, 7, 6, generator=generator) + 0.5
+    data = {
+        "image": volume[:first].clone(),
+        "prior": volume[:second].clone(),
+        "copy": volume[:first],
+    }
+    transform = getattr(transforms, name)(
+        ["image", "prior", "copy"], prob=1.0, **DICTIONARY_TRANSFORMS[name]
+    )
+    transform.set_random_state(0)
+    out = transform(data)
+    assert out["image"].shape == (first, 8, 7, 6) and out["prior"].shape == (second, 8, 7, 6)
+    assert not torch.equal(out["image"], data["image"])
+    torch.testing.assert_close(out["copy"], out["image"])  # equal channel counts: same draw
+    torch.testing.assert_close(out["prior"][:1], out["image"][:1])  # shared channel: same change
+    alone = getattr(transforms, name)(["image"], prob=1.0, **DICTIONARY_TRANSFORMS[name])
+    alone.set_random_state(0)  # the first key gets what it got before other keys were added
+    torch.testing.assert_close(alone({"image": data["image"]})["image"], out["image"])
+
+
+def test_params_drawn_for_other_channels_are_refused(image):
+    params = GaussianBlur(channel_prob=1.0).sample(np.random.RandomState(0), (1, 12, 10, 8))
+    with pytest.raises(ShapeError, match="drawn for 1 channel"):
+        GaussianBlur().apply(image, params)
+    with pytest.raises(ShapeError, match="MultiplicativeBrightness"):
+        MultiplicativeBrightness().apply(image, [1.1])

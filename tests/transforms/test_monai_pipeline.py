@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.data import DataLoader, Dataset, MetaTensor
+from monai.data import DataLoader, Dataset, MetaTensor, decollate_batch, list_data_collate
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monai.utils import set_determinism
 
@@ -22,6 +22,7 @@ from medseg3d.transforms import (
     apply_spatial,
     build_training_transforms,
     initial_patch_size,
+    resample,
 )
 
 AFFINE = np.array([[-1.5, 0, 0, 20.0], [0, 1.2, 0, -30.0], [0, 0, 2.0, 5.0], [0, 0, 0, 1]])
@@ -173,3 +174,59 @@ def test_patch_crop_moves_the_affine_origin():
     start = np.asarray(out.affine)[:3, 3] / 2
     index = tuple(int(s) for s in start)
     assert torch.equal(out.as_tensor()[0, 0, 0, 0], image.as_tensor()[(0, *index)])
+
+
+@pytest.mark.parametrize("channels", [(1, 2), (2, 1)], ids=["1-then-2", "2-then-1"])
+def test_training_pipeline_keeps_the_channels_of_extra_keys(channels):
+    image_channels, prior_channels = channels
+    probabilities = {
+        name: 1.0
+        for name in (
+            "noise_prob",
+            "blur_prob",
+            "bias_field_prob",
+            "brightness_prob",
+            "scale_shift_prob",
+            "contrast_prob",
+            "low_resolution_prob",
+            "inverted_gamma_prob",
+            "gamma_prob",
+        )
+    }
+    pipeline = build_training_transforms(
+        3, (8, 8, 8), extra_keys=["prior"], seed=0, **probabilities
+    )
+    for _ in range(3):
+        out = pipeline(
+            {
+                "image": torch.rand(image_channels, 12, 12, 12),
+                "prior": torch.rand(prior_channels, 12, 12, 12),
+                "label": torch.zeros(1, 12, 12, 12, dtype=torch.uint8),
+            }
+        )
+        assert out["image"].shape == (image_channels, 8, 8, 8)
+        assert out["prior"].shape == (prior_channels, 8, 8, 8)
+        assert torch.isfinite(out["prior"]).all()
+
+
+def test_batched_metatensor_affines_follow_each_samples_deformation():
+    affines = [
+        torch.diag(torch.tensor([1.5, 1.0, 2.0, 1.0], dtype=torch.float64)),
+        torch.tensor(
+            [[0, -1.0, 0, 10], [1.2, 0, 0, -4], [0, 0, 2.0, 3], [0, 0, 0, 1]], dtype=torch.float64
+        ),
+    ]
+    items = [{"image": MetaTensor(torch.rand(1, 14, 12, 10), affine=a)} for a in affines]
+    batch = list_data_collate(items)["image"]
+    for prob in (1.0, 0.0):  # deformed, then a pure centre crop
+        transform = RandElasticDeform(
+            prob, spatial_size=(8, 8, 6), rotate_range=0.5, scale_range=(0.8, 1.2)
+        )
+        transform.set_random_state(0)
+        out = transform(batch)
+        assert out.affine.shape == (2, 4, 4)
+        for b, sample in enumerate(decollate_batch(out)):
+            single = resample(items[b]["image"], transform.params[b], (8, 8, 6), kind="linear")
+            torch.testing.assert_close(sample.affine, single.affine)
+            torch.testing.assert_close(sample.as_tensor(), single.as_tensor(), atol=1e-5, rtol=0)
+        assert not torch.allclose(out.affine[0], affines[0])  # the crop moved the origin
