@@ -108,6 +108,7 @@ class Preparer:
     labels: dict[str, int]
     uncertainty: str | None = None
     dicom_seg: bool = False
+    allow_irregular: bool = False
 
     def prepare(self, case: BatchCase) -> PreparedCase:
         """Read the scan (one file per channel, a multi-channel file, or a DICOM series), check
@@ -116,7 +117,9 @@ class Preparer:
 
         clock = time.perf_counter()
         names = self.plans[0].get("channel_names") or []
-        channels = read_channels(case, self.in_channels, self.spatial_dims, names)
+        channels = read_channels(
+            case, self.in_channels, self.spatial_dims, names, allow_irregular=self.allow_irregular
+        )
         read = time.perf_counter() - clock
         reference = channels[0]
         scan = prepare_scan(channels, [dict(plan) for plan in self.plans])
@@ -132,7 +135,12 @@ class Preparer:
 
 
 def read_channels(
-    case: BatchCase, in_channels: int, spatial_dims: int, channel_names: Sequence[str]
+    case: BatchCase,
+    in_channels: int,
+    spatial_dims: int,
+    channel_names: Sequence[str],
+    *,
+    allow_irregular: bool = False,
 ) -> list[Volume]:
     """The case's input as one single-channel Volume per model channel (same checks as
     ``Predictor``: channel count, dimensions, and the modality of DICOM inputs)."""
@@ -140,7 +148,7 @@ def read_channels(
 
     volumes: list[Volume] = []
     for path in case.inputs:
-        volume = load_volume(path, series=case.series)
+        volume = load_volume(path, series=case.series, allow_irregular=allow_irregular)
         if volume.has_channels:
             volumes += [volume.with_array(volume.array[..., c]) for c in range(volume.num_channels)]
         else:
@@ -166,7 +174,8 @@ class CaseEngine:
     ``largest_component``, ``fill_holes``, ``accumulate_dtype``) and ``uncertainty``
     (``"entropy"``/``"variance"``: write ``<case>_uncertainty.nii.gz`` beside each mask) and
     ``dicom_seg`` (write ``<case>_seg.dcm``, a DICOM SEG referencing the source series, beside the
-    mask of each DICOM case).
+    mask of each DICOM case) and ``allow_irregular`` (read DICOM stacks with missing slices,
+    uneven gaps or gantry tilt by resampling them onto a regular grid).
     """
 
     def __init__(
@@ -176,6 +185,7 @@ class CaseEngine:
         device: str = "auto",
         uncertainty: str | None = None,
         dicom_seg: bool = False,
+        allow_irregular: bool = False,
         **options: Any,
     ):
         from medseg3d.inference.ensemble import check_uncertainty
@@ -196,6 +206,7 @@ class CaseEngine:
             labels=dict(self.labels),
             uncertainty=uncertainty,
             dicom_seg=self.dicom_seg,
+            allow_irregular=bool(allow_irregular),
         )
 
     @property

@@ -34,11 +34,15 @@ class OutputCheck:
     spacing: tuple[float, ...] | None = None
 
 
-def check_output(path: str | os.PathLike, case: BatchCase) -> OutputCheck:
+def check_output(
+    path: str | os.PathLike, case: BatchCase, *, resampled: bool = False
+) -> OutputCheck:
     """Read ``path`` completely and compare its grid with the input of ``case``.
 
     Returns ``OutputCheck(valid=False, reason=...)`` for a missing, unreadable, non-integer or
     mis-shaped output; ``valid=True`` with the label array (``(X, Y, Z)``) and spacing (mm).
+    ``resampled``: irregular DICOM stacks are read onto a regular grid (``--allow-irregular``),
+    whose slice count the headers cannot tell; their shape is then not compared.
     """
     import nibabel as nib
 
@@ -53,7 +57,9 @@ def check_output(path: str | os.PathLike, case: BatchCase) -> OutputCheck:
     if labels.ndim not in (2, 3) or not np.issubdtype(labels.dtype, np.integer):
         return OutputCheck(False, f"not a label map (shape {labels.shape}, {labels.dtype})")
     try:
-        expected_shape, expected_affine = input_grid(case)
+        expected_shape, expected_affine = (
+            (None, None) if resampled and case.dicom else input_grid(case)
+        )
     except Exception as error:  # noqa: BLE001 - an unreadable input header: let the case run
         return OutputCheck(False, f"input header unreadable ({type(error).__name__})")
     if expected_affine is not None:

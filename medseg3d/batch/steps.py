@@ -21,23 +21,21 @@ from medseg3d.batch.report import CaseResult, error_text
 logger = logging.getLogger(__name__)
 
 
-def skip_result(
-    case: BatchCase,
-    out_dir: str | os.PathLike,
-    labels: Mapping[str, int],
-    uncertainty: str | None = None,
-    dicom_seg: bool = False,
-) -> CaseResult | None:
+def skip_result(case: BatchCase, out_dir: str | os.PathLike, preparer) -> CaseResult | None:
     """A ``skipped`` result when the case's output exists and is valid, else None.
 
+    ``preparer``: the run's :class:`~medseg3d.batch.engine.Preparer` (its ``labels``,
+    ``uncertainty``, ``dicom_seg`` and ``allow_irregular`` say what a finished case has).
     An output that exists but is not valid (unreadable, other grid) is logged and recomputed;
     so is one without its uncertainty map when ``uncertainty`` maps are asked for, or (for a
     DICOM case) without a complete DICOM SEG of its series when ``dicom_seg`` is. The skipped
     row carries the grid and label volumes measured on the existing output.
     """
     clock = time.perf_counter()
+    labels: Mapping[str, int] = preparer.labels
+    uncertainty, dicom_seg = preparer.uncertainty, preparer.dicom_seg
     output = case.output_path(out_dir)
-    check = check_output(output, case)
+    check = check_output(output, case, resampled=preparer.allow_irregular)
     if check.valid and uncertainty:
         reason = _uncertainty_problem(output, check.labels.shape)
         if reason:
@@ -135,9 +133,7 @@ def skip_or_prepare(preparer, case: BatchCase, out_dir: str | os.PathLike, overw
     clock = time.perf_counter()
     try:
         if not overwrite:
-            skipped = skip_result(
-                case, out_dir, preparer.labels, preparer.uncertainty, preparer.dicom_seg
-            )
+            skipped = skip_result(case, out_dir, preparer)
             if skipped is not None:
                 return skipped
         return preparer.prepare(case)
@@ -167,9 +163,7 @@ def process_case(
     clock = time.perf_counter()
     try:
         if not overwrite:
-            skipped = skip_result(
-                case, out_dir, engine.labels, engine.uncertainty, engine.dicom_seg
-            )
+            skipped = skip_result(case, out_dir, engine.preparer)
             if skipped is not None:
                 return skipped
         prepared = engine.prepare(case)

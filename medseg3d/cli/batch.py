@@ -113,6 +113,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "models/passes",
     )
     parser.add_argument(
+        "--allow-irregular",
+        action="store_true",
+        help="read DICOM stacks with missing slices, uneven gaps or gantry tilt by resampling "
+        "them onto a regular grid (their masks are on that grid)",
+    )
+    parser.add_argument(
         "--dicom-seg",
         action="store_true",
         help="also write <case>_seg.dcm beside the mask of each DICOM case: a DICOM SEG "
@@ -153,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         "weights": args.model_weights,
         "uncertainty": args.uncertainty if args.save_uncertainty else None,
         "dicom_seg": True if args.dicom_seg else None,
+        "allow_irregular": True if args.allow_irregular else None,
         "accumulate_dtype": args.accumulate_dtype if len(args.model) > 1 else None,
     }
     options = {key: value for key, value in options.items() if value is not None}

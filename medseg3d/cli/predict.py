@@ -56,7 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="W",
         help="ensemble: one weight per -m, in order, e.g. 0.7 0.3 (normalised; default equal)",
     )
-    parser.add_argument("--series", help="DICOM SeriesInstanceUID when the folder holds several")
+    parser.add_argument(
+        "--series",
+        help="DICOM series when the folder holds several (UID, series number or description)",
+    )
+    parser.add_argument(
+        "--allow-irregular",
+        action="store_true",
+        help="read a DICOM stack with missing slices, uneven gaps or gantry tilt by resampling "
+        "it onto a regular grid; the mask is written on that grid (NIfTI only)",
+    )
     parser.add_argument(
         "--format",
         choices=FORMATS,
@@ -174,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
     result = predictor.predict_case(
         source,
         series=args.series,
+        allow_irregular=args.allow_irregular,
         probabilities=args.probabilities,
         uncertainty=args.uncertainty if args.save_uncertainty else None,
     )

@@ -150,13 +150,20 @@ class Predictor:
         series: str | None = None,
         probabilities: bool = False,
         uncertainty: str | None = None,
+        allow_irregular: bool = False,
     ) -> Volume:
         """The label map of ``image`` (a path, a Volume, or one per input channel) on its exact
         grid. With ``probabilities=True`` the class probabilities ``(*spatial, C)`` float32 are
         attached as ``result.meta["probabilities"]`` (a Volume on the same grid); with
-        ``uncertainty`` (``"entropy"`` or ``"variance"``) the map as ``meta["uncertainty"]``."""
+        ``uncertainty`` (``"entropy"`` or ``"variance"``) the map as ``meta["uncertainty"]``.
+        ``allow_irregular``: read a DICOM stack with missing slices, uneven gaps or gantry tilt by
+        resampling it onto a regular grid (the mask is then on that grid)."""
         result = self.predict_case(
-            image, series=series, probabilities=probabilities, uncertainty=uncertainty
+            image,
+            series=series,
+            probabilities=probabilities,
+            uncertainty=uncertainty,
+            allow_irregular=allow_irregular,
         )
         if result.probabilities is not None:
             result.labels.meta["probabilities"] = result.probabilities
@@ -171,6 +178,7 @@ class Predictor:
         series: str | None = None,
         probabilities: bool = False,
         uncertainty: str | None = None,
+        allow_irregular: bool = False,
     ) -> Prediction:
         """Everything about one prediction: labels, probabilities, uncertainty, the input,
         volumes, timing: :meth:`read` -> :meth:`prepare` -> :meth:`infer` -> :meth:`restore` ->
@@ -178,7 +186,7 @@ class Predictor:
         ensemble.check_uncertainty(uncertainty, self.passes)
         seconds: dict[str, float] = {}
         start = clock = time.perf_counter()
-        channels = self.read(image, series)
+        channels = self.read(image, series, allow_irregular=allow_irregular)
         seconds["read"], clock = _lap(clock)
         prepared = self.prepare(channels)
         seconds["preprocess"], clock = _lap(clock)
@@ -202,7 +210,9 @@ class Predictor:
         )
 
     # --- stages -------------------------------------------------------------------------------
-    def read(self, image: Inputs, series: str | None = None) -> list[Volume]:
+    def read(
+        self, image: Inputs, series: str | None = None, *, allow_irregular: bool = False
+    ) -> list[Volume]:
         """The input as one single-channel Volume per model input channel (files are read with
         :func:`medseg3d.io.load_volume`; 4D inputs are split). Raises for NaN/Inf voxels, the
         wrong number of channels or dimensions."""
@@ -215,7 +225,7 @@ class Predictor:
                 check_finite(source)
                 volume = source
             else:
-                volume = load_volume(source, series=series)
+                volume = load_volume(source, series=series, allow_irregular=allow_irregular)
             if volume.has_channels:
                 volumes += [
                     volume.with_array(volume.array[..., c]) for c in range(volume.num_channels)

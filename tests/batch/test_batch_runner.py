@@ -213,3 +213,19 @@ def test_dicom_seg_beside_each_dicom_case_and_a_missing_one_is_recomputed(tmp_pa
     rows = {r.case_id: r.status for r in read_report(out / "report.json")["cases"]}
     assert rows == {"ct_study": "done", "nifti_case": "skipped"} and rerun.exit_code == 0
     assert hd.seg.segread(out / "ct_study_seg.dcm").pixel_array is not None
+
+
+def test_a_series_with_a_missing_slice_fails_unless_allow_irregular(tmp_path, model_dir):
+    cases = tmp_path / "cases"
+    paths = write_dicom_series(Volume(image(1, (20, 16, 8)), affine(1)), cases / "gap")
+    paths[3].unlink()  # a slice lost in transfer
+    out = tmp_path / "out"
+    strict = run_batch(cases, out, model_dir, device="cpu")
+    (row,) = read_report(out / "report.json")["cases"]
+    assert strict.exit_code == EXIT_CASES_FAILED and "--allow-irregular" in row.error
+    options = {"allow_irregular": True}
+    first = run_batch(cases, out, model_dir, device="cpu", options=options)
+    (row,) = read_report(out / "report.json")["cases"]
+    assert first.exit_code == 0 and row.status == "done" and row.shape == (20, 16, 8)
+    again = run_batch(cases, out, model_dir, device="cpu", options=options)
+    assert again.counts["skipped"] == 1  # the regular grid is not the headers' slice count

@@ -412,3 +412,19 @@ def test_a_scan_whose_qform_differs_from_its_sform_gets_a_mask_every_reader_over
     )
     np.testing.assert_allclose(itk_mask.GetOrigin(), itk_scan.GetOrigin(), atol=1e-4)
     np.testing.assert_allclose(itk_mask.GetDirection(), itk_scan.GetDirection(), atol=1e-6)
+
+
+def test_allow_irregular_segments_a_series_with_a_missing_slice(medseg, tmp_path, model_dir):
+    paths = write_dicom_series(Volume(ct_like(), oblique_affine()), tmp_path / "series")
+    paths[5].unlink()
+    out = tmp_path / "m.nii.gz"
+    refused = medseg("predict", "-i", tmp_path / "series", "-o", out, "-m", model_dir)
+    assert refused.returncode == 1 and "--allow-irregular" in refused.stderr
+    result = medseg(
+        "predict", "-i", tmp_path / "series", "-o", out, "-m", model_dir, "--allow-irregular"
+    )
+    assert result.returncode == 0, result.stderr
+    regular = load_volume(tmp_path / "series", allow_irregular=True)
+    mask = load_volume(out)
+    assert mask.spatial_shape == regular.spatial_shape
+    np.testing.assert_allclose(mask.affine, regular.affine, atol=1e-5)
