@@ -8,8 +8,14 @@ source of truth for resuming). One row per case::
     case_id, status (done | skipped | failed), input, output, error, seconds,
     shape (e.g. 512x512x120), spacing (mm, e.g. 0.78x0.78x2.5), volume_ml_<label> per label
 
-Nothing from a scan's header goes into the report: only the case id, the paths the user gave,
-the error message, the grid and the measured volumes.
+A batch that stopped early (Ctrl-C, SIGTERM, full disk) ends its CSV with one ``not run`` row per
+case it never attempted (``report.json``: the list ``not_run``).
+
+Nothing that identifies the patient goes into the report: only the case id, the paths the user
+gave, the error message, the grid and the measured volumes. Error messages may name a DICOM
+series by its UID and description (e.g. "3 DICOM series found: ..."), because that is what a
+manifest's ``series_uid`` column needs; patient names, IDs and birth dates are never read into
+them.
 """
 
 from __future__ import annotations
@@ -167,6 +173,8 @@ class BatchReport:
         counts = {status: sum(r.status == status for r in rows) for status in STATUSES}
         counts["total"] = len(self._order)
         counts["pending"] = len(self._order) - len(rows)
+        # a stopped batch lists the cases it never ran, so the CSV alone tells what is missing
+        not_run = [c for c in self._order if c not in self._results] if self.finished else []
         document = {
             "format": REPORT_FORMAT,
             "version": REPORT_VERSION,
@@ -178,9 +186,11 @@ class BatchReport:
             **_plain(self.info),
             "cases": [row.to_dict() for row in rows],
         }
+        if not_run:
+            document["not_run"] = not_run
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.csv_path, render_csv(rows, self.labels))
+            atomic_write_text(self.csv_path, render_csv(rows, self.labels, not_run=not_run))
             atomic_write_text(self.json_path, json.dumps(document, indent=1) + "\n")
         except OSError as error:  # full disk, quota, share gone: keep the rows, retry next time
             if self.write_error is None:
@@ -195,8 +205,12 @@ class BatchReport:
         self._last_write = now
 
 
-def render_csv(rows: Sequence[CaseResult], labels: Sequence[str]) -> str:
-    """The CSV text of ``rows``: :data:`BASE_COLUMNS` then ``volume_ml_<label>`` per label."""
+def render_csv(
+    rows: Sequence[CaseResult], labels: Sequence[str], *, not_run: Sequence[str] = ()
+) -> str:
+    """The CSV text of ``rows``: :data:`BASE_COLUMNS` then ``volume_ml_<label>`` per label; the
+    ids in ``not_run`` (a stopped batch's cases never attempted) follow with status
+    ``not run``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*BASE_COLUMNS, *(f"volume_ml_{label}" for label in labels)])
@@ -214,6 +228,8 @@ def render_csv(rows: Sequence[CaseResult], labels: Sequence[str]) -> str:
                 *(_volume(row, label) for label in labels),
             ]
         )
+    for case_id in not_run:
+        writer.writerow([case_id, "not run", *[""] * (len(BASE_COLUMNS) - 2 + len(labels))])
     return buffer.getvalue()
 
 

@@ -133,6 +133,7 @@ class ReaderPool:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker_process,
+            initargs=(1, logging.getLogger("medseg3d").getEffectiveLevel()),
         )
 
     def submit(self, case: BatchCase, *, retry: bool = False) -> Future:

@@ -141,10 +141,17 @@ def skip_or_prepare(preparer, case: BatchCase, out_dir: str | os.PathLike, overw
         return failed_result(case, out_dir, error, time.perf_counter() - clock)
 
 
-def init_worker_process(threads: int = 1) -> None:
-    """Initializer of reader processes: few torch threads, so readers leave the CPU to the model."""
+def init_worker_process(threads: int = 1, log_level: int = logging.WARNING) -> None:
+    """Initializer of reader processes: few torch threads, so readers leave the CPU to the model;
+    Ctrl-C ignored (the parent stops the batch and the pool; a terminal sends SIGINT to the whole
+    process group, which would print a traceback per reader); log lines formatted as the
+    parent's."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(max(1, threads))
 
 

@@ -84,3 +84,20 @@ def test_only_our_own_stale_temporaries_are_removed(tmp_path):
     assert len(leftovers) == 3
     assert remove_own_temporaries([ours, report]) == 2
     assert [p.name for p in temporaries(tmp_path)] == [n for n in leftovers if "case10" in n]
+
+
+def test_a_stopped_batch_lists_the_cases_it_never_ran(tmp_path):
+    report = BatchReport(tmp_path, case_ids=["a", "b", "c"], labels=["liver"])
+    report.add(CaseResult("b", "done", input="b.nii.gz", volumes_ml={"liver": 1.0}))
+    rows = list(csv.DictReader(report.csv_path.open()))
+    assert [(r["case_id"], r["status"]) for r in rows] == [("b", "done")]  # while running
+    report.close(interrupted=True)
+    rows = list(csv.DictReader(report.csv_path.open()))
+    assert [(r["case_id"], r["status"]) for r in rows] == [
+        ("b", "done"),
+        ("a", "not run"),
+        ("c", "not run"),
+    ]
+    document = json.loads(report.json_path.read_text())
+    assert document["not_run"] == ["a", "c"] and document["counts"]["pending"] == 2
+    assert [case.case_id for case in read_report(report.json_path)["cases"]] == ["b"]
