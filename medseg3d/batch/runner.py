@@ -41,6 +41,7 @@ from medseg3d.batch.cases import BatchCase
 from medseg3d.batch.engine import free_memory, is_out_of_memory
 from medseg3d.batch.report import BatchReport, CaseResult
 from medseg3d.batch.steps import (
+    discard_stale_output,
     done_result,
     failed_result,
     init_worker_process,
@@ -252,7 +253,11 @@ def run_local(
     start = time.perf_counter()
     model_seconds = idle_seconds = 0.0
 
+    by_id = {case.case_id: case for case in cases}
+
     def record(result: CaseResult) -> None:
+        if overwrite and result.status == "failed":
+            result = discard_stale_output(result, by_id[result.case_id], out_dir)
         report.add(result)
         bar.update(result)
         if on_result is not None:

@@ -186,7 +186,29 @@ def process_case(
 
         if is_out_of_memory(error):
             free_memory(engine.device)
-        return failed_result(case, out_dir, error, time.perf_counter() - clock)
+        result = failed_result(case, out_dir, error, time.perf_counter() - clock)
+        return discard_stale_output(result, case, out_dir) if overwrite else result
+
+
+def discard_stale_output(result: CaseResult, case: BatchCase, out_dir) -> CaseResult:
+    """With ``--overwrite`` a failed case must not leave the previous run's mask behind (a later
+    run would skip it as done, a script globbing the folder would take it): remove it and its
+    side files, and say so in the error."""
+    from medseg3d.batch.engine import dicom_seg_path, uncertainty_path
+
+    output = case.output_path(out_dir)
+    removed = False
+    for path in (output, uncertainty_path(output), dicom_seg_path(output)):
+        try:
+            path.unlink()
+            removed = True
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            logger.warning("case %s: could not remove the stale %s: %s", case.case_id, path, error)
+    if removed:
+        result.error = f"{result.error} (its previous output was removed: --overwrite)"
+    return result
 
 
 def volumes_ml(

@@ -229,3 +229,19 @@ def test_a_series_with_a_missing_slice_fails_unless_allow_irregular(tmp_path, mo
     assert first.exit_code == 0 and row.status == "done" and row.shape == (20, 16, 8)
     again = run_batch(cases, out, model_dir, device="cpu", options=options)
     assert again.counts["skipped"] == 1  # the regular grid is not the headers' slice count
+
+
+def test_overwrite_of_a_case_that_now_fails_removes_its_stale_mask(tmp_path, model_dir):
+    cases = tmp_path / "cases"
+    write_case(cases / "a.nii.gz", 0)
+    write_case(cases / "b.nii.gz", 1)
+    out = tmp_path / "out"
+    assert run_batch(cases, out, model_dir, device="cpu").counts["done"] == 2
+    truncate(cases / "a.nii.gz")  # the study was re-sent, and this time it is broken
+    summary = run_batch(cases, out, model_dir, device="cpu", overwrite=True)
+    assert (summary.counts["done"], summary.counts["failed"]) == (1, 1)
+    rows = {r.case_id: r for r in read_report(out / "report.json")["cases"]}
+    assert "its previous output was removed" in rows["a"].error
+    assert not (out / "a.nii.gz").exists() and (out / "b.nii.gz").exists()
+    again = run_batch(cases, out, model_dir, device="cpu")  # no stale mask to skip as done
+    assert again.counts["failed"] == 1 and again.exit_code == EXIT_CASES_FAILED
