@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from medseg3d.errors import FileNotFoundMedsegError, UnreadableFileError
+from medseg3d.errors import ConfigError, FileNotFoundMedsegError, UnreadableFileError
 from medseg3d.io.checks import check_finite
 from medseg3d.io.dicom_read import read_dicom
 from medseg3d.io.dicom_series import looks_like_dicom
@@ -60,6 +60,12 @@ def load_volume(
         raise FileNotFoundMedsegError("no such file or folder", path=path)
     if path.is_dir():
         volume = read_dicom(path, series=series, allow_irregular=allow_irregular)
+    elif series is not None and (is_nifti(path) or has_suffix(path, ITK_SUFFIXES)):
+        raise ConfigError(
+            f"series={series!r} (--series) picks a series in a DICOM folder, but this is a "
+            "single image file; drop it or give the DICOM folder",
+            path=path,
+        )
     elif is_nifti(path):
         volume = _read_nifti_or_itk(path)
     elif has_suffix(path, ITK_SUFFIXES):

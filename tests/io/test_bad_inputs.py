@@ -126,3 +126,14 @@ def test_check_finite_passes_clean_images_and_integer_arrays():
     check_finite(np.zeros((2, 2), np.int16))
     with pytest.raises(InvalidVoxelError, match="NaN"):
         check_finite(np.array([np.nan], np.float32))
+
+
+def test_a_series_choice_on_a_single_image_file_is_refused(tmp_path):
+    import nibabel as nib
+
+    from medseg3d.errors import ConfigError
+
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), path)
+    with pytest.raises(ConfigError, match="picks a series in a DICOM folder"):
+        load_volume(path, series="5")
