@@ -113,7 +113,7 @@ def list_dicom_series(folder: str | os.PathLike) -> list[SeriesInfo]:
     if folder.is_file():
         header = read_header(folder)
         if header is None:
-            raise DicomError("not a DICOM image file", path=folder)
+            raise DicomError(_why_not_an_image(folder), path=folder)
         return [_info_from(header, [folder])]
     candidates = _candidate_files(folder)
     if not candidates:
@@ -142,6 +142,27 @@ def list_dicom_series(folder: str | os.PathLike) -> list[SeriesInfo]:
             path=folder,
         )
     return sorted(series.values(), key=lambda s: (s.number is None, s.number or 0, s.uid))
+
+
+def _why_not_an_image(path: Path) -> str:
+    """Why a single file is not a readable DICOM image, as precisely as the header tells."""
+    import pydicom
+
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, force=not _has_preamble(path))
+    except Exception:  # noqa: BLE001 - not DICOM at all
+        return "not a DICOM file"
+    if not any(tag in dataset for tag in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID")):
+        return "not a DICOM file"
+    if "Rows" not in dataset:
+        kind = str(dataset.get("Modality", "") or "") or "no image"
+        return f"a DICOM file without an image ({kind}: a report, structure set or DICOMDIR?)"
+    if "SeriesInstanceUID" not in dataset:
+        return (
+            "a DICOM image without SeriesInstanceUID (removed by an anonymiser?); slices are "
+            "grouped by it: restore the tag, or convert the image with another tool"
+        )
+    return "not a DICOM image file"
 
 
 def _info_from(header, files: list[Path]) -> SeriesInfo:

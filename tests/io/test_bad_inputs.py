@@ -137,3 +137,10 @@ def test_a_series_choice_on_a_single_image_file_is_refused(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), path)
     with pytest.raises(ConfigError, match="picks a series in a DICOM folder"):
         load_volume(path, series="5")
+
+
+def test_a_dicom_image_without_series_uid_is_named_as_such(pydicom_files):
+    from medseg3d.errors import DicomError
+
+    with pytest.raises(DicomError, match="without SeriesInstanceUID"):
+        load_volume(pydicom_files / "JPEGLSNearLossless_16.dcm")
