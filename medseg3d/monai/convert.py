@@ -10,9 +10,10 @@ The correspondence holds when the ``BasicUNet`` was built with ``upsample="decon
 default) and widths ``features=(f0, f1, f2, f3, f4, f5)`` with ``f1 == f0 == f5`` and
 ``f_{l+1} == 2 * f_l`` for l = 1..3, i.e. MONAI's default ``(32, 32, 64, 128, 256, 32)``;
 the medseg3d model is then ``build_model("unet", dims, in, out, depth=4,
-features=[f0, f1, f2, f3, f4], norm=..., act=...)``. Dropout sits at another place in the block
-(MONAI: after the norm in both convolutions; medseg3d: before it, in the first), so training
-with dropout differs while inference (eval mode) is identical.
+features=[f0, f1, f2, f3, f4], norm=..., act=...)`` (a PReLU's slope converts too).
+MONAI's ``bias=False`` (convolutions without bias) has no counterpart and is refused. Dropout
+sits at another place in the block (MONAI: after the norm in both convolutions; medseg3d: before
+it, in the first), so training with dropout differs while inference (eval mode) is identical.
 
 >>> net = unet_from_basic_unet(monai_net)             # a medseg3d UNet with the same outputs
 >>> state = basic_unet_state_dict_to_unet(monai_state) # or convert a state dict alone
@@ -30,7 +31,7 @@ from torch import nn
 from medseg3d.errors import CheckpointError, ConfigError
 
 _BASIC_UNET_DEPTH = 4
-_CONV = r"conv_(?P<j>[01])\.(?P<part>conv|adn\.N)\.(?P<param>.+)"
+_CONV = r"conv_(?P<j>[01])\.(?P<part>conv|adn\.N|adn\.A)\.(?P<param>.+)"
 _PATTERNS = (
     (re.compile(rf"^conv_0\.{_CONV}$"), "encoder.stages.0"),
     (re.compile(rf"^down_(?P<level>[1-4])\.convs\.{_CONV}$"), "encoder.stages.{level}"),
@@ -39,10 +40,13 @@ _PATTERNS = (
 _UP = re.compile(r"^upcat_(?P<level>[1-4])\.upsample\.deconv\.(?P<param>weight|bias)$")
 _HEAD = re.compile(r"^final_conv\.(?P<param>weight|bias)$")
 _OURS_CONV = re.compile(
-    r"^(?P<where>encoder|decoder)\.stages\.(?P<level>\d)\.conv(?P<j>[12])\.(?P<part>conv|norm)\.(?P<param>.+)$"
+    r"^(?P<where>encoder|decoder)\.stages\.(?P<level>\d)\.conv(?P<j>[12])\.(?P<part>conv|norm|act)\.(?P<param>.+)$"
 )
 _OURS_UP = re.compile(r"^decoder\.ups\.(?P<level>\d)\.up\.(?P<param>weight|bias)$")
 _OURS_HEAD = re.compile(r"^decoder\.heads\.0\.(?P<param>weight|bias)$")
+#: MONAI's ``Convolution`` parts and ours: the conv, its norm ``N`` and its activation ``A``
+#: (which has weights only when it is a PReLU).
+_PARTS = {"conv": "conv", "adn.N": "norm", "adn.A": "act"}
 
 
 def basic_unet_key_to_unet(key: str) -> str:
@@ -52,7 +56,7 @@ def basic_unet_key_to_unet(key: str) -> str:
         if match:
             level = int(match.groupdict().get("level") or 0)
             prefix = target.format(level=level, up=level - 1)
-            part = "conv" if match["part"] == "conv" else "norm"
+            part = _PARTS[match["part"]]
             return f"{prefix}.conv{int(match['j']) + 1}.{part}.{match['param']}"
     match = _UP.match(key)
     if match:
@@ -71,7 +75,7 @@ def unet_key_to_basic_unet(key: str) -> str:
     match = _OURS_CONV.match(key)
     if match:
         level, j = int(match["level"]), int(match["j"]) - 1
-        part = "conv" if match["part"] == "conv" else "adn.N"
+        part = {ours: theirs for theirs, ours in _PARTS.items()}[match["part"]]
         if match["where"] == "encoder":
             prefix = "conv_0" if level == 0 else f"down_{level}.convs"
         else:
@@ -118,6 +122,11 @@ def basic_unet_options(network: nn.Module) -> dict[str, Any]:
     widths = [state["conv_0.conv_1.conv.weight"].shape[0]]
     widths += [state[f"down_{level}.convs.conv_1.conv.weight"].shape[0] for level in range(1, 5)]
     head = state["final_conv.weight"]
+    if "conv_0.conv_0.conv.bias" not in state:
+        raise ConfigError(
+            "BasicUNet was built with bias=False: a BasicUNet without conv bias has no medseg3d "
+            "counterpart (medseg3d's unet convolutions always have a bias)"
+        )
     if not any(key.startswith("upcat_1.upsample.deconv.") for key in state):
         raise ConfigError(
             "BasicUNet was built with upsample other than 'deconv'; only upsample='deconv' "
@@ -164,7 +173,13 @@ def unet_from_basic_unet(network: nn.Module) -> nn.Module:
         spec["out_channels"],
         **spec["options"],
     )
-    model.load_state_dict(basic_unet_state_dict_to_unet(network.state_dict()), strict=True)
+    try:
+        model.load_state_dict(basic_unet_state_dict_to_unet(network.state_dict()), strict=True)
+    except RuntimeError as error:  # a difference the option checks above did not catch
+        detail = " ".join(str(error).split("\n", 1)[-1].split())
+        raise CheckpointError(
+            f"the BasicUNet's weights do not fit the medseg3d unet {spec['options']}: {detail}"
+        ) from None
     return model.train(network.training)
 
 
@@ -189,6 +204,11 @@ def _act_spec(network: nn.Module) -> Any:
     kind = type(act).__name__
     if kind == "LeakyReLU":
         return ["leaky_relu", {"negative_slope": float(act.negative_slope)}]
+    if kind == "PReLU" and act.num_parameters != 1:
+        raise ConfigError(
+            f"BasicUNet PReLU with num_parameters={act.num_parameters} has no medseg3d "
+            "equivalent; only the single-slope PReLU (act='prelu') converts"
+        )
     if kind in ("ReLU", "PReLU", "GELU", "ELU", "SiLU"):
         return kind.lower() if kind != "SiLU" else "silu"
     raise ConfigError(f"BasicUNet activation {kind} has no medseg3d equivalent")

@@ -64,3 +64,32 @@ def test_architectures_that_do_not_correspond_are_refused():
     attention = build_model("attention_unet", 3, 1, 2, features=4, depth=4)
     with pytest.raises(CheckpointError, match="no MONAI BasicUNet counterpart"):
         unet_state_dict_to_basic_unet(attention.state_dict())
+
+
+def test_prelu_slopes_convert_both_ways():
+    torch.manual_seed(0)
+    monai_net = BasicUNet(3, 1, 2, features=(4, 4, 8, 16, 32, 4), act="prelu")
+    with torch.no_grad():
+        for name, tensor in monai_net.named_parameters():
+            if name.endswith("adn.A.weight"):
+                tensor.uniform_(-0.5, 0.5)  # slopes away from PReLU's 0.25 default
+    monai_net.eval()
+    ours = unet_from_basic_unet(monai_net)
+    assert ours.options["act"] == "prelu"
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), monai_net(x), atol=1e-5, rtol=1e-5)
+    back = BasicUNet(3, 1, 2, features=(4, 4, 8, 16, 32, 4), act="prelu").eval()
+    back.load_state_dict(unet_state_dict_to_basic_unet(ours.state_dict()), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), monai_net(x), atol=1e-6, rtol=1e-6)
+
+
+def test_a_basic_unet_without_conv_bias_is_refused_up_front():
+    monai_net = BasicUNet(3, 1, 2, features=(4, 4, 8, 16, 32, 4), bias=False)
+    with pytest.raises(
+        ConfigError, match="BasicUNet without conv bias has no medseg3d counterpart"
+    ):
+        unet_from_basic_unet(monai_net)
+    with pytest.raises(ConfigError, match="bias=False"):
+        basic_unet_options(monai_net)
