@@ -48,8 +48,11 @@ class DeepSupervisionLoss(nn.Module):
         weights: per-level weights (at least as many as outputs; extra ones are ignored), or None
             for 1, 1/2, 1/4, ... The weights used are always normalised to sum to 1.
 
-    ``forward(outputs, target)``: ``target`` at full resolution (the size of ``outputs[0]``);
-    it is resized once per distinct output size (see :func:`resize_target`).
+    ``forward(outputs, target)``: ``target`` at full resolution (the size of ``outputs[0]``,
+    else a :class:`ShapeError`); it is resized once per distinct output size (see
+    :func:`resize_target`). Every output size must divide the full one by a whole factor per axis
+    (what same-padding networks return); the heads of a ``padding="valid"`` network cover
+    different regions and are refused with a :class:`ShapeError`.
     """
 
     def __init__(self, loss: nn.Module, weights: Sequence[float] | None = None):
@@ -89,12 +92,26 @@ class DeepSupervisionLoss(nn.Module):
         if len(outputs) == 0:
             raise ShapeError("deep supervision got an empty list of outputs")
         spatial_dims = outputs[0].dim() - 2
+        full = tuple(outputs[0].shape[2:])
+        if tuple(target.shape[-spatial_dims:]) != full:
+            raise ShapeError(
+                f"deep supervision target of shape {tuple(target.shape)} does not match the "
+                f"full-resolution output outputs[0] of spatial size {full}: give the target at "
+                "that size (it is resized for the other outputs)"
+            )
         resized: dict[tuple[int, ...], torch.Tensor] = {}
         total = None
-        for weight, output in zip(self.level_weights(len(outputs)), outputs):
+        for index, (weight, output) in enumerate(zip(self.level_weights(len(outputs)), outputs)):
+            size = tuple(output.shape[2:])
+            if len(size) != len(full) or any(f % s for f, s in zip(full, size)):
+                raise ShapeError(
+                    f"outputs[{index}] has spatial size {size}, not the full-resolution size "
+                    f"{full} divided by a whole factor, so a resized target would not line up "
+                    "with it (padding='valid' heads each need their own centre-cropped target; "
+                    "see docs/losses.md)"
+                )
             if weight == 0:
                 continue
-            size = tuple(output.shape[2:])
             if size not in resized:
                 resized[size] = resize_target(target, size, spatial_dims)
             term = weight * self.loss(output, resized[size])

@@ -183,6 +183,27 @@ def norm(spec: Any, spatial_dims: int, channels: int) -> nn.Module:
     raise ConfigError(f"unknown norm {name!r}; choose one of: {', '.join(NORMS)}")
 
 
+def norm_failing_on_one_voxel(module: nn.Module, batch_size: int) -> str | None:
+    """The class name of a norm layer in ``module`` that, in its mode, fails on a one-voxel map.
+
+    Instance norm that computes statistics over space (in training, and in eval unless it tracks
+    running statistics) needs more than one voxel; batch norm that computes batch statistics
+    needs more than one value per channel, so it fails on a batch of one one-voxel map, as does
+    group norm with one channel per group (in any mode). ``None`` when no layer fails.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.instancenorm._InstanceNorm):
+            if layer.training or not layer.track_running_stats:
+                return type(layer).__name__
+        elif isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            if batch_size == 1 and (layer.training or layer.running_mean is None):
+                return type(layer).__name__
+        elif isinstance(layer, nn.GroupNorm):
+            if batch_size * (layer.num_channels // layer.num_groups) == 1:
+                return type(layer).__name__
+    return None
+
+
 def act(spec: Any) -> nn.Module:
     """An activation from a name or ``(name, kwargs)``; ``None``/``"none"`` gives Identity."""
     name, kwargs = split_args(spec)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 from medseg3d.errors import ConfigError, ShapeError
 
 #: Voxels a block of two 3x3 valid convolutions removes from each spatial size.
@@ -38,19 +40,40 @@ def _output_size_1d(size: int, depth: int, padding: str, shrink: int = VALID_SHR
     return size
 
 
-def nearest_valid_sizes(
+def is_valid_input_size(
     size: int, depth: int, padding: str = "same", shrink: int = VALID_SHRINK
+) -> bool:
+    """Whether a network of ``depth`` down-samplings takes ``size`` voxels along an axis."""
+    return _output_size_1d(size, depth, padding, shrink) is not None
+
+
+def nearest_valid_sizes(
+    size: int,
+    depth: int,
+    padding: str = "same",
+    shrink: int = VALID_SHRINK,
+    *,
+    minimum: int = 1,
 ) -> list[int]:
-    """The valid input sizes just below and just above ``size`` (one when ``size`` is below all)."""
-    if _output_size_1d(size, depth, padding, shrink) is not None:
+    """The valid input sizes just below and just above ``size`` (one when ``size`` is below all).
+
+    Sizes below ``minimum`` are never proposed (a network with instance norm needs
+    ``2 * 2**depth``, see :meth:`SegmentationNetwork.check_input`).
+    """
+    if size >= minimum and _output_size_1d(size, depth, padding, shrink) is not None:
         return [size]
     found = []
     below = next(
-        (s for s in range(size - 1, 0, -1) if _output_size_1d(s, depth, padding, shrink)), None
+        (
+            s
+            for s in range(size - 1, max(minimum, 1) - 1, -1)
+            if _output_size_1d(s, depth, padding, shrink)
+        ),
+        None,
     )
     if below is not None:
         found.append(below)
-    above = size + 1
+    above = max(size + 1, minimum)
     while _output_size_1d(above, depth, padding, shrink) is None:
         above += 1
     return [*found, above]
@@ -94,13 +117,25 @@ def check_input_size(
     *,
     model: str = "network",
     shrink: int = VALID_SHRINK,
+    suggest_at_least: int = 1,
 ) -> None:
-    """Raise :class:`ShapeError` unless every size of ``spatial_shape`` is a valid input size."""
-    shape = tuple(int(s) for s in spatial_shape)
+    """Raise :class:`ShapeError` unless every size of ``spatial_shape`` is a valid input size.
+
+    Symbolic sizes (``torch.SymInt``, under ``torch.export`` or ``torch.compile(dynamic=True)``)
+    are not turned into constants: the rule becomes a ``torch._check`` on the symbol, so an
+    export with a dynamic spatial dim keeps it dynamic (and the exported program checks it).
+    Suggested sizes are at least ``suggest_at_least``.
+    """
+    shape = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in spatial_shape)
     for axis, size in enumerate(shape):
+        if isinstance(size, torch.SymInt):
+            _check_symbolic_size(size, depth, padding, shrink)
+            continue
         if _output_size_1d(size, depth, padding, shrink) is not None:
             continue
-        nearest = " or ".join(map(str, nearest_valid_sizes(size, depth, padding, shrink)))
+        nearest = " or ".join(
+            map(str, nearest_valid_sizes(size, depth, padding, shrink, minimum=suggest_at_least))
+        )
         if padding == "same":
             rule = f"every size must be a multiple of 2**depth = {2**depth}"
         else:
@@ -110,3 +145,14 @@ def check_input_size(
             f"{padding!r}): size {size} along spatial axis {axis} is not valid ({rule}); "
             f"nearest valid sizes: {nearest}. Pad or crop the input (or its patch size)."
         )
+
+
+def _check_symbolic_size(size: torch.SymInt, depth: int, padding: str, shrink: int) -> None:
+    """The size rule for a symbolic size: valid sizes are ``smallest + k * 2**depth``, k >= 0."""
+    smallest = valid_input_size(1, depth, padding=padding, shrink=shrink)
+    divisor = 2**depth
+    torch._check(size >= smallest, lambda: f"spatial sizes must be at least {smallest}")
+    torch._check(
+        (size - smallest) % divisor == 0,
+        lambda: f"spatial sizes must be {smallest} plus a multiple of 2**depth = {divisor}",
+    )

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medseg3d.errors import ConfigError
+from medseg3d.errors import ConfigError, ShapeError
 from medseg3d.losses import DeepSupervisionLoss, build_loss, resize_target
+from medseg3d.nn import build_model
 
 
 def _outputs(spatial_dims: int, sizes=(8, 4, 2), channels: int = 3):
@@ -70,3 +71,28 @@ def test_weight_errors():
         DeepSupervisionLoss(build_loss("dice"), weights=[1.0, 0.5]).level_weights(3)
     with pytest.raises(ConfigError, match="positive sum"):
         DeepSupervisionLoss(build_loss("dice"), weights=[0.0, -1.0])
+
+
+def test_a_target_not_at_the_size_of_the_first_output_is_a_shape_error():
+    loss = DeepSupervisionLoss(build_loss("dice_ce"))
+    with pytest.raises(ShapeError, match=r"target of shape \(2, 1, 16, 16\) .* size \(8, 8\)"):
+        loss(_outputs(2), torch.randint(0, 3, (2, 1, 16, 16)))
+    with pytest.raises(ShapeError, match=r"\(2, 8, 8, 6\) .* size \(8, 8, 8\)"):
+        loss(_outputs(3), torch.randint(0, 3, (2, 8, 8, 6)))  # channel-less labels too
+
+
+def test_valid_padding_heads_are_refused_instead_of_getting_a_misaligned_target():
+    model = build_model(
+        "unet", 2, 1, 2, depth=2, features=4, padding="valid", deep_supervision=True
+    ).train()
+    outputs = model(torch.randn(1, 1, 60, 60))
+    assert [tuple(o.shape[2:]) for o in outputs] == [(20, 20), (12, 12)]
+    loss = DeepSupervisionLoss(build_loss("dice_ce"))
+    with pytest.raises(ShapeError, match="does not match the full-resolution output"):
+        loss(outputs, torch.randint(0, 2, (1, 1, 60, 60)))  # the input-sized label
+    with pytest.raises(ShapeError, match=r"outputs\[1\] has spatial size \(12, 12\)"):
+        loss(outputs, torch.randint(0, 2, (1, 1, 20, 20)))
+    # each head with its own target, as docs/losses.md describes, works with the plain loss
+    label = torch.randint(0, 2, (1, 1, 60, 60))
+    head_1 = resize_target(label[:, :, 18:42, 18:42], (12, 12), 2)  # centre 24 = 12 * 2**1
+    assert loss.loss(outputs[1], head_1).isfinite()

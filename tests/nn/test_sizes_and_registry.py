@@ -103,3 +103,43 @@ def test_features_as_a_list_and_default_doubling():
 def test_build_model_records_its_options():
     model = build_model("r2unet", 2, 1, 2, depth=2, features=4, t=1)
     assert model.options["t"] == 1 and model.options["depth"] == 2 and model.name == "r2unet"
+
+
+@pytest.mark.parametrize("name", ["unet", "unetpp", "bcdu_net", "dense_unet"])
+def test_a_one_voxel_bottleneck_under_instance_norm_is_a_shape_error_naming_the_minimum(name):
+    model = build_model(name, 2, 1, 2, depth=2, features=4)  # instance norm by default
+    for mode in (model.train, model.eval):
+        mode()
+        with pytest.raises(
+            ShapeError, match=r"bottleneck would be one voxel.* 8 \(2 \* 2\*\*depth\)"
+        ):
+            model(torch.zeros(2, 1, 4, 4))
+    assert model(torch.zeros(2, 1, 4, 8)).shape == (2, 2, 4, 8)  # two bottleneck voxels
+
+
+def test_batch_norm_refuses_a_one_voxel_bottleneck_only_for_a_training_batch_of_one():
+    model = build_model("unet", 2, 1, 2, depth=2, features=4, norm="batch")
+    with pytest.raises(ShapeError, match="BatchNorm2d"):
+        model.train()(torch.zeros(1, 1, 4, 4))
+    assert model.train()(torch.zeros(2, 1, 4, 4)).shape == (2, 2, 4, 4)
+    assert model.eval()(torch.zeros(1, 1, 4, 4)).shape == (1, 2, 4, 4)
+    group = build_model("unet", 2, 1, 2, depth=2, features=4, norm="group")  # 2 channels a group
+    assert group(torch.zeros(1, 1, 4, 4)).shape == (1, 2, 4, 4)
+    dense = build_model("dense_unet", 2, 1, 2, depth=2, features=4, norm="group")
+    with pytest.raises(ShapeError, match="GroupNorm"):  # one channel a group in its bottleneck
+        dense.eval()(torch.zeros(1, 1, 4, 4))
+
+
+def test_suggested_sizes_are_never_below_the_instance_norm_minimum():
+    assert nearest_valid_sizes(17, 4, "same") == [16, 32]
+    assert nearest_valid_sizes(17, 4, "same", minimum=32) == [32]
+    assert nearest_valid_sizes(16, 4, "same", minimum=32) == [32]
+    assert nearest_valid_sizes(40, 4, "same", minimum=32) == [32, 48]
+    model = build_model("unet", 3, 1, 2, depth=4, features=2)
+    with pytest.raises(ShapeError, match="nearest valid sizes: 32\\. "):
+        model(torch.zeros(1, 1, 17, 16, 16))
+    with pytest.raises(ShapeError, match="at least one spatial size 32"):
+        model(torch.zeros(1, 1, 16, 16, 16))
+    group = build_model("unet", 3, 1, 2, depth=4, features=2, norm="group")
+    with pytest.raises(ShapeError, match="nearest valid sizes: 16 or 32"):
+        group(torch.zeros(1, 1, 17, 16, 16))

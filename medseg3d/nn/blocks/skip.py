@@ -13,9 +13,10 @@ def center_crop(x: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
     """Crop ``x`` ``(B, C, *S)`` to ``(B, C, *spatial_shape)`` around its centre.
 
     When a size difference is odd the extra voxel is cut at the end, as in the 2015 U-Net.
+    Symbolic sizes (``torch.export`` with dynamic shapes) stay symbolic.
     """
     current = tuple(x.shape[2:])
-    target = tuple(int(size) for size in spatial_shape)
+    target = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in spatial_shape)
     if len(target) != len(current) or any(t > c for t, c in zip(target, current)):
         raise ShapeError(f"cannot center-crop a map of size {current} to {target}")
     if target == current:

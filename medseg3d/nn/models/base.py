@@ -11,7 +11,7 @@ from medseg3d.errors import ConfigError, ShapeError
 from medseg3d.nn import layers
 from medseg3d.nn.blocks.conv import PADDINGS
 from medseg3d.nn.blocks.upsample import UPSAMPLE_MODES
-from medseg3d.nn.sizes import VALID_SHRINK, check_input_size
+from medseg3d.nn.sizes import VALID_SHRINK, check_input_size, is_valid_input_size
 
 
 def feature_widths(features: int | Sequence[int], depth: int) -> list[int]:
@@ -98,9 +98,34 @@ class SegmentationNetwork(nn.Module):
                 f"{self.name} expects {self.in_channels} input channel(s), got {x.shape[1]} "
                 f"(input shape {tuple(x.shape)})"
             )
+        spatial = tuple(x.shape[2:])
+        options = {"model": self.name, "shrink": self.valid_shrink}
+        if any(isinstance(size, torch.SymInt) for size in spatial):  # torch.export, dynamic
+            check_input_size(spatial, self.depth, self.padding, **options)
+            return
+        one_voxel = self.padding == "same" and all(s == self.size_divisor for s in spatial)
+        if not one_voxel and all(
+            is_valid_input_size(s, self.depth, self.padding, self.valid_shrink) for s in spatial
+        ):
+            return
+        # A one-voxel bottleneck breaks instance norm (and batch norm on a batch of one).
+        minimum = 2 * self.size_divisor
+        failing = layers.norm_failing_on_one_voxel(self._bottleneck(), x.shape[0])
         check_input_size(
-            x.shape[2:], self.depth, self.padding, model=self.name, shrink=self.valid_shrink
+            spatial, self.depth, self.padding, suggest_at_least=minimum if failing else 1, **options
         )
+        if one_voxel and failing:
+            raise ShapeError(
+                f"input spatial size {spatial} is too small for {self.name} (depth {self.depth}): "
+                f"its bottleneck would be one voxel, which {failing} cannot normalise; make at "
+                f"least one spatial size {minimum} (2 * 2**depth) or more"
+            )
+
+    def _bottleneck(self) -> nn.Module:
+        """The deepest encoder block, the one that sees a single voxel when every size is
+        ``2**depth`` (the whole network where there is no :class:`Encoder` ``encoder``)."""
+        stages = getattr(getattr(self, "encoder", None), "stages", None)
+        return stages[-1] if stages else self
 
     def output_size(self, input_size: Sequence[int]) -> tuple[int, ...]:
         """Spatial size of the logits for ``input_size`` (equal to it with same padding)."""
