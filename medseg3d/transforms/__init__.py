@@ -37,8 +37,8 @@ _EXPORTS = {
     "LowResolution": "medseg3d.transforms.intensity",
     "MultiplicativeBrightness": "medseg3d.transforms.intensity",
     "normalize_ct": "medseg3d.transforms.normalize",
-    "NormalizeCT": "medseg3d.transforms.wrappers",
-    "NormalizeCTd": "medseg3d.transforms.wrappers",
+    "NormalizeCT": "medseg3d.transforms.normalize_monai",
+    "NormalizeCTd": "medseg3d.transforms.normalize_monai",
     "RandBiasField": "medseg3d.transforms.wrappers",
     "RandBiasFieldd": "medseg3d.transforms.wrappers",
     "RandBrightness": "medseg3d.transforms.wrappers",
@@ -74,8 +74,8 @@ _EXPORTS = {
     "training_crop_size": "medseg3d.transforms.pipeline",
     "voxel_map": "medseg3d.transforms.warp",
     "zscore_nonzero": "medseg3d.transforms.normalize",
-    "ZScoreNonzero": "medseg3d.transforms.wrappers",
-    "ZScoreNonzerod": "medseg3d.transforms.wrappers",
+    "ZScoreNonzero": "medseg3d.transforms.normalize_monai",
+    "ZScoreNonzerod": "medseg3d.transforms.normalize_monai",
 }
 
 __all__ = sorted(_EXPORTS, key=str.lower)

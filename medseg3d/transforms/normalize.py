@@ -8,7 +8,7 @@ time. Functions accept numpy arrays or torch tensors and return the same kind, f
 * MRI and others: :func:`zscore_nonzero` z-scores each image inside its non-zero mask.
 
 No MONAI here (prediction imports this module; MONAI costs seconds at start-up): the MONAI
-transforms :class:`~medseg3d.transforms.wrappers.NormalizeCTd` and ``ZScoreNonzerod`` wrap these
+transforms :class:`~medseg3d.transforms.normalize_monai.NormalizeCTd` and ``ZScoreNonzerod`` wrap these
 functions as plain (not random) ``MapTransform`` s, so ``monai.data.CacheDataset`` caches them.
 """
 
