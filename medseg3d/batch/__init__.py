@@ -8,7 +8,8 @@ is valid, record every case (done, skipped, failed with its error) in ``report.c
 """
 
 from medseg3d.batch.api import collect_cases, run_batch
-from medseg3d.batch.cases import BatchCase, discover_cases
+from medseg3d.batch.cases import BatchCase
+from medseg3d.batch.discover import discover_cases
 from medseg3d.batch.manifest import read_manifest
 from medseg3d.batch.report import BatchReport, CaseResult
 from medseg3d.batch.runner import EXIT_CASES_FAILED, BatchSummary, run_local

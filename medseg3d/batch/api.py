@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg3d.batch.cases import BatchCase, check_cases, discover_cases
+from medseg3d.batch.cases import BatchCase, check_cases
+from medseg3d.batch.discover import discover_cases
 from medseg3d.batch.manifest import is_manifest, read_manifest
 from medseg3d.batch.report import BatchReport, CaseResult
 from medseg3d.batch.runner import WORKER_TYPES, BatchSummary, run_local

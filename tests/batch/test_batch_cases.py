@@ -8,12 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg3d.batch.cases import (
-    BatchCase,
-    CaseList,
-    check_cases,
-    discover_cases,
-)
+from medseg3d.batch.cases import BatchCase, CaseList, check_cases
+from medseg3d.batch.discover import discover_cases
 from medseg3d.batch.manifest import read_manifest
 from medseg3d.batch.shards import parse_shard, select_shard
 from medseg3d.errors import BatchInputError, ConfigError
