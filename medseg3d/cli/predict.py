@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         and not inputs[0].name.lower().endswith(".dcm")
     ):
         raise ConfigError(f"--format dicom-seg needs a DICOM input, got {inputs[0]}")
+    if args.preview and not str(args.preview).lower().endswith(".png"):
+        raise ConfigError(f"--preview {args.preview}: the preview is a PNG; name it .png")
     extra_outputs = []
     probabilities_path = (
         _sibling(output, "_probabilities", ".nii.gz") if args.probabilities else None

@@ -28,6 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from medseg3d.errors import ConfigError, ShapeError
+from medseg3d.inference.arguments import (
+    as_device,
+    check_dtype,
+    check_finite,
+    check_options,
+    check_padding,
+    check_size_divisor,
+)
 from medseg3d.inference.batching import Progress, Transfer, gather, pick_compute_device
 from medseg3d.inference.stitching import FILL_LOGIT, CellStitcher, is_scale_free, make_finisher
 from medseg3d.inference.windows import (
@@ -41,9 +49,6 @@ from medseg3d.inference.windows import (
 
 logger = logging.getLogger(__name__)
 
-OUTPUTS = ("logits", "probabilities", "labels")
-ACTIVATIONS = ("softmax", "sigmoid")
-AVERAGES = ("logits", "probabilities")
 Predictor = Callable[[torch.Tensor], "torch.Tensor | Sequence[torch.Tensor]"]
 
 
@@ -129,16 +134,18 @@ def sliding_window_inference(
     module docstring and docs/inference.md.
     """
     inputs, meta = _strip_meta(inputs)
-    _check_options(inputs, batch_size, output, activation, average, background)
+    check_options(inputs, batch_size, output, activation, average, background, padding_mode)
+    check_finite(inputs)
     if stitch_threads is not None and int(stitch_threads) < 1:
         raise ConfigError(f"stitch_threads must be at least 1 (or None), got {stitch_threads!r}")
     spatial_dims = inputs.dim() - 2
     image_size = tuple(inputs.shape[2:])
     patch = resolve_patch_size(patch_size, image_size)
-    _check_size_divisor(predictor, patch)
-    device = torch.device(device) if device is not None else inputs.device
+    check_size_divisor(predictor, patch)
+    device = as_device(device) if device is not None else inputs.device
     compute_device = pick_compute_device(compute_device, predictor, inputs)
     padding = padding_for(image_size, patch)
+    check_padding(image_size, patch, padding, padding_mode)
     padded = _pad(inputs, padding, padding_mode, cval)
     padded_size = tuple(padded.shape[2:])
     starts = window_grid(padded_size, patch, overlap)
@@ -153,13 +160,17 @@ def sliding_window_inference(
     skipped = _background_windows(inputs, order, starts, patch, padding, skip_below, skip_mask)
     channels = out_channels or getattr(predictor, "out_channels", None)
     if len(skipped) == len(order) and channels is None:
-        logger.info("every window is background; predicting one to learn the number of classes")
-        skipped.discard(order[0])
+        logger.info("every window is background; one probe call tells the number of classes")
+        with torch.no_grad():
+            probe = gather(padded, order[:1], starts, patch, compute_device)
+            channels = _call(predictor, probe, WindowStats(), None).shape[1]
     todo = [key for key in order if key not in skipped]
     stats = WindowStats(windows=len(order), predicted=len(todo), skipped=len(skipped))
 
     weights = importance_map(patch, mode, sigma_scale, device)
     weights_compute = weights.to(compute_device)
+    if isinstance(mirror_axes, int):  # mirror_axes=0: the first axis, not "no mirroring"
+        mirror_axes = (mirror_axes,)
     flips = [
         tuple(axis + 2 for axis in flipped)
         for count in range(1, len(mirror_axes or ()) + 1)
@@ -172,13 +183,17 @@ def sliding_window_inference(
     window_activation = activation if average == "probabilities" else None
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
+        # the predictor's output may be a buffer it reuses (CUDA graphs, TensorRT) or a view of
+        # its input: it is read, never written, and copied before the predictor runs again
         scores = _call(predictor, batch, stats, window_activation)
+        if not flips:
+            return scores * weights_compute
+        total = scores.clone()
         for dims in flips:
             mirrored = _call(predictor, torch.flip(batch, dims), stats, window_activation)
-            scores += torch.flip(mirrored, dims)
-        if flips:
-            scores /= len(flips) + 1
-        return scores.mul_(weights_compute)
+            total += torch.flip(mirrored, dims)
+        total /= len(flips) + 1
+        return total.mul_(weights_compute)
 
     stitcher: CellStitcher | None = None
 
@@ -301,6 +316,7 @@ def _background_windows(inputs, order, starts, patch, padding, skip_below, skip_
         return set()
     if skip_mask is not None:
         skip_mask = torch.as_tensor(skip_mask)
+        given = tuple(skip_mask.shape)
         while skip_mask.dim() < inputs.dim():
             skip_mask = skip_mask[None]
         if skip_mask.shape[2:] != inputs.shape[2:] or skip_mask.shape[0] not in (
@@ -308,7 +324,7 @@ def _background_windows(inputs, order, starts, patch, padding, skip_below, skip_
             inputs.shape[0],
         ):
             raise ShapeError(
-                f"skip_mask has shape {tuple(skip_mask.shape)} for inputs {tuple(inputs.shape)}; "
+                f"skip_mask has shape {given} for inputs {tuple(inputs.shape)}; "
                 "give (B or 1, 1, *spatial) or (*spatial)"
             )
     skipped = set()
@@ -328,6 +344,7 @@ def _background_windows(inputs, order, starts, patch, padding, skip_below, skip_
 
 def _allocate_output(inputs, classes, output, activation, dtype, device) -> torch.Tensor:
     batch, spatial = inputs.shape[0], tuple(inputs.shape[2:])
+    check_dtype(dtype, output, classes, activation)
     if output == "labels":
         if activation == "sigmoid":
             return torch.empty(
@@ -345,36 +362,6 @@ def _pad(inputs, padding, padding_mode, cval) -> torch.Tensor:
     if padding_mode == "constant":
         return F.pad(inputs, flat, mode="constant", value=cval)
     return F.pad(inputs, flat, mode=padding_mode)
-
-
-def _check_size_divisor(predictor, patch) -> None:
-    divisor = getattr(predictor, "size_divisor", None)
-    if isinstance(divisor, int) and divisor > 1 and any(p % divisor for p in patch):
-        fixed = tuple(-(-p // divisor) * divisor for p in patch)
-        raise ShapeError(
-            f"patch_size {patch} is not a multiple of the network's size_divisor {divisor}; use {fixed}"
-        )
-
-
-def _check_options(inputs, batch_size, output, activation, average, background) -> None:
-    if not isinstance(inputs, torch.Tensor) or not 3 <= inputs.dim() <= 5:
-        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-        raise ShapeError(
-            f"inputs must be a tensor (B, C, *spatial) with 1-3 spatial axes, got {shape}"
-        )
-    for name, value, allowed in (
-        ("output", output, OUTPUTS),
-        ("activation", activation, ACTIVATIONS),
-        ("average", average, AVERAGES),
-    ):
-        if value not in allowed:
-            raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
-    if output == "logits" and average == "probabilities":
-        raise ConfigError("output='logits' needs average='logits'; ask for output='probabilities'")
-    if int(batch_size) < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
-    if int(background) < 0:
-        raise ConfigError(f"background must be a class index >= 0, got {background!r}")
 
 
 def _strip_meta(inputs):

@@ -428,3 +428,18 @@ def test_allow_irregular_segments_a_series_with_a_missing_slice(medseg, tmp_path
     mask = load_volume(out)
     assert mask.spatial_shape == regular.spatial_shape
     np.testing.assert_allclose(mask.affine, regular.affine, atol=1e-5)
+
+
+def test_a_preview_must_be_a_png(medseg, tmp_path, model_dir, scan):
+    result = medseg(
+        "predict",
+        "-i",
+        scan,
+        "-o",
+        tmp_path / "m.nii.gz",
+        "-m",
+        model_dir,
+        "--preview",
+        tmp_path / "p.jpg",
+    )
+    assert result.returncode == 1 and "name it .png" in result.stderr

@@ -297,3 +297,31 @@ def test_unet_model_folder_predicts_on_the_input_grid(tmp_path):
     assert mask.spatial_shape == blobs().shape
     np.testing.assert_allclose(mask.affine, affine, atol=1e-5)
     assert set(np.unique(mask.array)) <= {0, 1}
+
+
+def test_an_enlarged_patch_never_pads_a_small_scan_beyond_the_training_patch(tmp_path):
+    from medseg3d.inference.member import fitted_patch
+
+    folder = make_model(tmp_path / "m", spacing=(1, 1, 1), patch_size=(16, 16, 16))
+    default = Predictor(folder, device="cpu")
+    huge = Predictor(folder, device="cpu", patch_size=4096)  # no allocation of 4096^3
+    member = huge.members[0]
+    assert fitted_patch(member, (24, 20, 12)) == (24, 20, 16)  # covering, never below training
+    assert fitted_patch(member, (5000, 20, 12)) == (4096, 20, 16)  # axes it fits stay enlarged
+    scan = Volume(blobs(), oblique_affine(spacing=(1, 1, 1)))
+    np.testing.assert_array_equal(huge.predict(scan).array, default.predict(scan).array)
+    assert Predictor(folder, device="cpu", patch_size="32").patch_size == (32, 32, 32)
+    assert Predictor(folder, device="cpu", patch_size="16x32x16").patch_size == (16, 32, 16)
+    with pytest.raises(ConfigError, match="positive whole sizes"):
+        Predictor(folder, device="cpu", patch_size=16.5)
+
+
+def test_a_multi_label_sigmoid_model_is_refused_not_mislabelled(tmp_path):
+    import yaml
+
+    folder = make_model(tmp_path / "m", spacing=(1, 1, 1))
+    description = yaml.safe_load((folder / "model.yaml").read_text())
+    description["inference"]["activation"] = "sigmoid"
+    (folder / "model.yaml").write_text(yaml.safe_dump(description))
+    with pytest.raises(ConfigError, match="multi-label model"):
+        Predictor(folder, device="cpu")

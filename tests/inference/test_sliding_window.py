@@ -374,3 +374,90 @@ def test_sigmoid_with_averaged_probabilities_still_thresholds():
     assert torch.equal(labels.bool(), probabilities > 0.5)
     with pytest.raises(ConfigError, match="background"):
         sliding_window_inference(x, net, 16, background=2)
+
+
+class ReusedBuffer(nn.Module):
+    """Returns one preallocated output tensor every call (CUDA graphs, TensorRT, ORT IO binding)."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network, self.out_channels, self.buffer = network, 3, None
+
+    def forward(self, x):
+        y = self.network(x)
+        if self.buffer is None or self.buffer.shape != y.shape:
+            self.buffer = torch.empty_like(y)
+        return self.buffer.copy_(y)
+
+
+def test_a_predictor_that_reuses_its_output_buffer_gives_the_same_result():
+    torch.manual_seed(0)
+    net = SmallConvNet(3).eval()
+    x = torch.randn(1, 1, 32, 28, 24)
+    for mirror in (None, (0, 1, 2)):
+        expected = sliding_window_inference(x, net, 16, mirror_axes=mirror, output="probabilities")
+        got = sliding_window_inference(
+            x, ReusedBuffer(net), 16, mirror_axes=mirror, output="probabilities"
+        )
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    # a predictor whose output is a view of its input (here: of its channels) is never written
+    x3 = torch.randn(1, 4, 24, 24, 24)
+    keep = x3.clone()
+    out = sliding_window_inference(x3, lambda b: b[:, 1:], 16, mirror_axes=(0,))
+    torch.testing.assert_close(out, keep[:, 1:], atol=1e-5, rtol=0)
+    assert torch.equal(x3, keep)
+
+
+def test_mirror_axes_zero_means_the_first_axis_not_no_mirroring():
+    torch.manual_seed(1)
+    net = Counting(SmallConvNet(3).eval())
+    x = torch.randn(1, 1, 16, 16, 16)
+    sliding_window_inference(x, net, 16, mirror_axes=0)
+    assert net.calls == 2
+
+
+def test_nan_input_is_refused_with_one_line():
+    from medseg3d.errors import InvalidVoxelError
+
+    x = torch.randn(1, 1, 20, 20, 20)
+    x[0, 0, 3, 4, 5] = float("nan")
+    with pytest.raises(InvalidVoxelError, match="1 NaN/Inf voxel"):
+        sliding_window_inference(x, pointwise(3), 16)
+
+
+def test_all_windows_skipped_without_out_channels_writes_only_background():
+    def always_class_two(b):
+        out = torch.zeros(b.shape[0], 3, *b.shape[2:])
+        out[:, 2] = 5.0
+        return out
+
+    air = torch.full((1, 1, 40, 40, 40), -1000.0)
+    labels, stats = sliding_window_inference(
+        air, always_class_two, 16, skip_below=-500, output="labels", return_stats=True
+    )
+    assert stats.predicted == 0 and labels.unique().tolist() == [0]
+
+
+def test_bad_dtype_padding_device_and_huge_patch_are_one_line_errors():
+    x = torch.randn(1, 1, 12, 12, 12)
+    net = pointwise(3, out_channels=3)
+    with pytest.raises(ConfigError, match="cannot hold label 299"):
+        sliding_window_inference(
+            x, pointwise(3, out_channels=300), 16, output="labels", dtype=torch.uint8
+        )
+    with pytest.raises(ConfigError, match="needs a floating dtype"):
+        sliding_window_inference(x, net, 16, output="probabilities", dtype=torch.int8)
+    with pytest.raises(ConfigError, match="needs an integer dtype"):
+        sliding_window_inference(x, net, 16, output="labels", dtype=torch.float16)
+    with pytest.raises(ConfigError, match="unknown padding_mode 'foo'"):
+        sliding_window_inference(x, net, 16, padding_mode="foo")
+    with pytest.raises(ConfigError, match="cannot pad an axis of 4 voxels"):
+        sliding_window_inference(torch.randn(1, 1, 4, 12, 12), net, 16, padding_mode="reflect")
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        sliding_window_inference(x, net, 16, device="tpu")
+    with pytest.raises(ConfigError, match="far larger than the image"):
+        sliding_window_inference(x, net, 1000)
+    with pytest.raises(ShapeError, match="empty axis"):
+        sliding_window_inference(torch.randn(0, 1, 20, 20, 20), net, 16)
+    with pytest.raises(ShapeError, match=r"skip_mask has shape \(10, 10, 10\)"):
+        sliding_window_inference(x, net, 16, skip_mask=torch.ones(10, 10, 10))
