@@ -50,7 +50,11 @@ def check_case_content(
             )
         if path != reference_path:
             problems += _grid_mismatch(
-                volume, reference, _name(path, root), _name(reference_path, root)
+                volume,
+                reference,
+                _name(path, root),
+                _name(reference_path, root),
+                f"resample every channel onto the grid of {_name(reference_path, root)}",
             )
     if label is not None:
         if label.has_channels:
@@ -59,13 +63,17 @@ def check_case_content(
             )
             return problems
         problems += _grid_mismatch(
-            label, reference, _name(case.label, root), _name(reference_path, root)
+            label,
+            reference,
+            _name(case.label, root),
+            _name(reference_path, root),
+            "resample the label onto the image grid",
         )
         problems += _label_value_problems(label.array, labels, _name(case.label, root))
     return problems
 
 
-def _grid_mismatch(volume, reference, name: str, reference_name: str) -> list[str]:
+def _grid_mismatch(volume, reference, name: str, reference_name: str, advice: str) -> list[str]:
     if volume.spatial_shape != reference.spatial_shape:
         return [
             f"{name} has shape {volume.spatial_shape} but {reference_name} has {reference.spatial_shape}"
@@ -74,7 +82,7 @@ def _grid_mismatch(volume, reference, name: str, reference_name: str) -> list[st
     if difference > GEOMETRY_TOLERANCE_MM:
         return [
             f"{name} and {reference_name} differ in geometry (affines up to {difference:.3g} mm apart): "
-            "resample the label onto the image grid"
+            f"{advice}"
         ]
     return []
 

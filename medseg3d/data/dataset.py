@@ -25,7 +25,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medseg3d.data.dataset_json import parse_channels, parse_labels
 from medseg3d.errors import DatasetError
+
+#: Endings of the image files a dataset folder may hold (``file_ending`` chooses one).
+IMAGE_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,8 @@ def load_dataset(folder: str | os.PathLike) -> DatasetSpec:
         raise DatasetError("dataset.json must hold a JSON object", path=root)
 
     problems: list[str] = []
-    labels = _parse_labels(info, problems)
-    channel_names = _parse_channels(info, problems)
+    labels = parse_labels(info, problems)
+    channel_names = parse_channels(info, problems)
     file_ending = str(info.get("file_ending", ".nii.gz"))
     if "training" in info:
         layout = "msd"
@@ -151,7 +155,8 @@ def validate_dataset(
 ) -> DatasetSpec:
     """Check a dataset and raise one :class:`~medseg3d.errors.DatasetError` listing every problem.
 
-    Always: ``dataset.json`` keys, every image and label file exists, channels are complete.
+    Always: ``dataset.json`` keys (label values 0..N-1, no ignore label, ``numTraining``),
+    every image and label file exists, channels are complete and none is extra.
     With ``check_content`` every file is read: unreadable files, image/label shape and geometry
     (affine, 1e-4 mm) mismatches, channels on different grids, label values not declared in
     ``labels``, non-integer labels, NaN/Inf in images. Returns the spec when all is well.
@@ -178,55 +183,10 @@ def validate_dataset(
     return spec
 
 
-# --- parsing ----------------------------------------------------------------------------------
-def _parse_labels(info: dict, problems: list[str]) -> dict[str, int]:
-    raw = info.get("labels")
-    if not isinstance(raw, dict) or not raw:
-        problems.append(
-            'dataset.json: missing or empty \'labels\' (e.g. {"background": 0, "liver": 1})'
-        )
-        return {"background": 0}
-    labels: dict[str, int] = {}
-    for key, value in raw.items():
-        if str(key).strip().lstrip("-").isdigit():  # MSD: {"0": "background"}
-            labels[str(value)] = int(key)
-        elif isinstance(value, int) and not isinstance(value, bool):  # nnU-Net: {"background": 0}
-            labels[str(key)] = value
-        else:
-            problems.append(
-                f"dataset.json: label {key!r}: {value!r} is not a label value "
-                "(region-based labels are not supported) - use one integer per label"
-            )
-    values = list(labels.values())
-    if len(set(values)) != len(values):
-        problems.append(
-            f"dataset.json: label values {sorted(values)} repeat - give every label its own value"
-        )
-    if 0 not in values:
-        problems.append("dataset.json: 'labels' must declare the background as 0")
-    return dict(sorted(labels.items(), key=lambda kv: kv[1]))
-
-
-def _parse_channels(info: dict, problems: list[str]) -> list[str]:
-    raw = info.get("channel_names", info.get("modality"))
-    if not isinstance(raw, dict) or not raw:
-        problems.append(
-            "dataset.json: missing 'channel_names' (nnU-Net) or 'modality' (MSD), e.g. {\"0\": \"CT\"}"
-        )
-        return ["unknown"]
-    try:
-        keys = sorted(raw, key=int)
-    except ValueError:
-        problems.append(f'dataset.json: channel keys {list(raw)} must be "0", "1", …')
-        return [str(v) for v in raw.values()]
-    if [int(k) for k in keys] != list(range(len(keys))):
-        problems.append(f'dataset.json: channel keys {keys} must be consecutive from "0"')
-    return [str(raw[k]) for k in keys]
-
-
+# --- parsing ---------------------------------------------------------------------------------
 def _case_id(path: str, file_ending: str) -> str:
     name = Path(path).name
-    for ending in (file_ending, ".nii.gz", ".nii", ".mha", ".nrrd", ".mhd"):
+    for ending in (file_ending, *IMAGE_ENDINGS):
         if name.endswith(ending):
             return name[: -len(ending)]
     return Path(name).stem
@@ -254,6 +214,11 @@ def _msd_cases(root: Path, info: dict, problems: list[str]) -> list[Case]:
                 [_resolve(root, entry["image"])],
                 _resolve(root, label) if isinstance(label, str) else None,
             )
+        )
+    expected = info.get("numTraining")
+    if _is_count(expected) and expected != len(entries):
+        problems.append(
+            f"dataset.json: numTraining is {expected} but 'training' lists {len(entries)} cases"
         )
     return cases
 
@@ -291,7 +256,8 @@ def _nnunet_cases(
     if not (root / "imagesTr").is_dir():
         problems.append("imagesTr/ is missing")
         return []
-    cases = _folder_cases(root, "imagesTr", "labelsTr", file_ending, num_channels)
+    cases = _folder_cases(root, "imagesTr", "labelsTr", file_ending, num_channels, problems)
+    problems += _other_ending_problems(root / "imagesTr", file_ending)
     with_images = {case.case_id for case in cases}
     labels_dir = root / "labelsTr"
     if labels_dir.is_dir():
@@ -302,25 +268,61 @@ def _nnunet_cases(
                     f"{case_id}: label {_relative(label, root)} has no image - add imagesTr/{case_id}_0000{file_ending}"
                 )
     expected = info.get("numTraining")
-    if isinstance(expected, int) and expected != len(cases):
+    if _is_count(expected) and expected != len(cases):
         problems.append(
-            f"dataset.json: numTraining is {expected} but imagesTr/ holds {len(cases)} cases"
+            f"dataset.json: numTraining is {expected} but imagesTr/ holds {len(cases)} cases "
+            f"(files ending in {file_ending!r})"
         )
     return cases
 
 
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _other_ending_problems(folder: Path, file_ending: str) -> list[str]:
+    """Image files in ``folder`` whose ending is not ``file_ending`` (never read), by ending."""
+    counts: dict[str, int] = {}
+    for path in folder.iterdir():
+        if path.name.startswith(".") or path.name.endswith(file_ending) or not path.is_file():
+            continue
+        ending = next((e for e in IMAGE_ENDINGS if path.name.endswith(e)), None)
+        if ending is not None:
+            counts[ending] = counts.get(ending, 0) + 1
+    return [
+        f"{folder.name}/ holds {count} files ending in {ending!r} but dataset.json's file_ending "
+        f'is {file_ending!r}, so they are not read - set "file_ending": "{ending}" or convert them'
+        for ending, count in sorted(counts.items())
+    ]
+
+
 def _folder_cases(
-    root: Path, images_dir: str, labels_dir: str, file_ending: str, num_channels: int
+    root: Path,
+    images_dir: str,
+    labels_dir: str,
+    file_ending: str,
+    num_channels: int,
+    problems: list[str] | None = None,
 ) -> list[Case]:
-    """nnU-Net file naming: ``CASE_0000<ending>``… per channel, the label ``CASE<ending>``."""
+    """nnU-Net file naming: ``CASE_0000<ending>``… per channel, the label ``CASE<ending>``.
+
+    A channel file past the declared channels (``CASE_0002`` with 2 channels) is reported in
+    ``problems`` when given.
+    """
     folder = root / images_dir
     if not folder.is_dir():
         return []
     ids = set()
-    for path in folder.glob(f"*{file_ending}"):
+    for path in sorted(folder.glob(f"*{file_ending}")):
         stem = path.name[: -len(file_ending)]
         if len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit() and not stem.startswith("."):
             ids.add(stem[:-5])
+            if problems is not None and int(stem[-4:]) >= num_channels:
+                problems.append(
+                    f"{stem[:-5]}: {images_dir}/{path.name} is channel {int(stem[-4:])} but "
+                    f"dataset.json declares {num_channels} channel(s) - remove the file or add "
+                    "the channel to 'channel_names'"
+                )
     cases = []
     for case_id in sorted(ids):
         images = [folder / f"{case_id}_{c:04d}{file_ending}" for c in range(num_channels)]
