@@ -33,6 +33,8 @@ class Option:
     choices: tuple[Any, ...] | None = None
     check: Check | None = None
     nullable: bool = False
+    #: values YAML 1.1 produces for what the user typed: ``amp: off`` is read as False
+    aliases: tuple[tuple[Any, Any], ...] = ()
 
 
 def _positive(value: Any) -> str | None:
@@ -49,10 +51,20 @@ def _probability(value: Any) -> str | None:
 
 def _size(value: Any) -> str | None:
     values = value if isinstance(value, list) else [value]
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+    if not values or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+    ):
         return "must be a positive integer or a list of 2 or 3 positive integers"
     if isinstance(value, list) and len(value) not in (2, 3):
         return "must have 2 or 3 entries (one per spatial axis)"
+    return None
+
+
+def _spacing(value: Any) -> str | None:
+    if len(value) not in (2, 3) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        return "must be a list of 2 or 3 positive numbers (mm, one per spatial axis)"
     return None
 
 
@@ -65,6 +77,7 @@ def _device(value: Any) -> str | None:
 _NUMBER = (int, float)
 _LAYER = (str, list)  # a name or [name, {options}]
 
+# fmt: off
 SCHEMA: tuple[Option, ...] = (
     # --- model ---------------------------------------------------------------------------------
     Option("model.name", "unet", (str,), "architecture from the model registry (`medseg3d models`)"),
@@ -83,7 +96,7 @@ SCHEMA: tuple[Option, ...] = (
     Option("data.batch_size", 2, (int,), "patches per iteration (per process with DDP)", check=_positive),
     Option("data.foreground_oversampling", 0.33, _NUMBER, "share of patches centred on a foreground voxel", check=_probability),
     Option("data.num_workers", 2, (int,), "data-loading worker processes (0: in the main process)", check=_non_negative),
-    Option("data.target_spacing", None, (list,), "resampling spacing in mm (default: from the plan)", nullable=True),
+    Option("data.target_spacing", None, (list,), "resampling spacing in mm (default: from the plan)", check=_spacing, nullable=True),
     Option("data.cache_dir", None, (str,), "where preprocessed arrays are cached (default: RUN_DIR/cache)", nullable=True),
     # --- augmentation --------------------------------------------------------------------------
     Option("augmentation.enabled", True, (bool,), "use the training augmentation pipeline"),
@@ -103,7 +116,7 @@ SCHEMA: tuple[Option, ...] = (
     Option("training.iterations", 1000, (int,), "optimizer steps in total", check=_positive),
     Option("training.seed", 0, (int,), "seed of every random choice (patches, augmentation, init)"),
     Option("training.device", "auto", (str,), "auto, cpu, cuda or cuda:N", check=_device),
-    Option("training.amp", "auto", (str,), "mixed precision on CUDA", choices=("auto", "bf16", "fp16", "off")),
+    Option("training.amp", "auto", (str,), "mixed precision on CUDA", choices=("auto", "bf16", "fp16", "off"), aliases=((False, "off"),)),
     Option("training.grad_clip", 12.0, _NUMBER, "gradient-norm clipping (0: off)", check=_non_negative),
     Option("training.checkpoint_every", 50, (int,), "iterations between `last` checkpoints", check=_positive),
     Option("training.validate_every", 100, (int,), "iterations between validations", check=_positive),
@@ -119,6 +132,7 @@ SCHEMA: tuple[Option, ...] = (
     Option("adversarial.features", 16, (int,), "discriminator width at its first level", check=_positive),
     Option("adversarial.start_iteration", 0, (int,), "iterations of plain training before the term is on", check=_non_negative),
 )
+# fmt: on
 
 OPTIONS: dict[str, Option] = {option.key: option for option in SCHEMA}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(option.key.split(".")[0] for option in SCHEMA))
@@ -141,7 +155,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise UnreadableFileError(f"not valid YAML ({str(error).splitlines()[0]})", path=path) from None
+        raise UnreadableFileError(
+            f"not valid YAML ({str(error).splitlines()[0]})", path=path
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -171,12 +187,16 @@ def _yaml_number(value: Any, raw: str) -> Any:
     return value
 
 
-def merge(config: dict[str, Any], updates: dict[str, Any], *, source: str = "config") -> dict[str, Any]:
+def merge(
+    config: dict[str, Any], updates: dict[str, Any], *, source: str = "config"
+) -> dict[str, Any]:
     """Return ``config`` updated by a nested ``updates`` mapping (unknown keys refused)."""
     result = copy.deepcopy(config)
     for section, values in updates.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{source}: unknown section {section!r}; sections: {', '.join(SECTIONS)}")
+            raise ConfigError(
+                f"{source}: unknown section {section!r}; sections: {', '.join(SECTIONS)}"
+            )
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: section {section!r} must be a mapping of keys")
         for name, value in values.items():
@@ -185,12 +205,30 @@ def merge(config: dict[str, Any], updates: dict[str, Any], *, source: str = "con
 
 
 def set_value(config: dict[str, Any], key: str, value: Any, *, source: str = "config") -> None:
-    """Set ``section.key`` (refusing unknown keys, with the closest names as a hint)."""
+    """Set ``section.key`` (refusing unknown keys, with the closest names as a hint).
+
+    ``section.options.name`` sets one entry of an options mapping and keeps the others.
+    """
+    parts = key.split(".")
+    if (
+        len(parts) == 3
+        and ".".join(parts[:2]) in OPTIONS
+        and OPTIONS[".".join(parts[:2])].types == (dict,)
+    ):
+        section, name, entry = parts
+        current = config.setdefault(section, {}).get(name)
+        mapping = dict(current) if isinstance(current, dict) else {}
+        mapping[entry] = copy.deepcopy(value)
+        config[section][name] = mapping
+        return
     if key not in OPTIONS:
         section = key.split(".")[0]
         known = [k for k in OPTIONS if k.startswith(section + ".")] or list(OPTIONS)
         raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(known)}")
     section, name = key.split(".")
+    for typed, meant in OPTIONS[key].aliases:
+        if value is typed or (type(value) is type(typed) and value == typed):
+            value = meant
     config.setdefault(section, {})[name] = copy.deepcopy(value)
 
 
@@ -233,6 +271,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         if problem:
             problems.append(f"{option.key}={value!r} {problem}")
     problems += _check_registries(config)
+    problems += _check_across(config)
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems))
     return config
@@ -258,15 +297,55 @@ def _check_registries(config: dict[str, Any]) -> list[str]:
 
     model_name = config.get("model", {}).get("name")
     if isinstance(model_name, str) and model_name not in MODELS:
-        problems.append(f"model.name={model_name!r} is not allowed; choose one of: {', '.join(MODELS.names())}")
+        problems.append(
+            f"model.name={model_name!r} is not allowed; choose one of: {', '.join(MODELS.names())}"
+        )
     loss_name = config.get("loss", {}).get("name")
     if isinstance(loss_name, str) and loss_name not in LOSSES:
-        problems.append(f"loss.name={loss_name!r} is not allowed; choose one of: {', '.join(LOSSES.names())}")
+        problems.append(
+            f"loss.name={loss_name!r} is not allowed; choose one of: {', '.join(LOSSES.names())}"
+        )
+    return problems
+
+
+def _check_across(config: dict[str, Any]) -> list[str]:
+    """Checks that involve several keys, or a component's own option names."""
+    problems = []
+    data = config.get("data", {})
+    fold, folds = data.get("fold", 0), data.get("num_folds", 5)
+    if isinstance(fold, int) and isinstance(folds, int) and folds > 1 and fold >= folds:
+        problems.append(
+            f"data.fold={fold} (--fold) must be below data.num_folds={folds}: folds are 0..{folds - 1}"
+        )
+    options = config.get("augmentation", {}).get("options")
+    if isinstance(options, dict) and options:
+        import inspect
+
+        from medseg3d.transforms.pipeline import build_training_transforms
+
+        known = set(inspect.signature(build_training_transforms).parameters) - {
+            "spatial_dims",
+            "patch_size",
+            "sample_patch",  # the trainer samples patches itself
+        }
+        unknown = sorted(set(options) - known)
+        if unknown:
+            problems.append(
+                f"augmentation.options has unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
     return problems
 
 
 def _type_names(types: tuple[type, ...]) -> str:
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+    names = {
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }
     return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
 
 
@@ -281,12 +360,24 @@ def describe() -> str:
     """The reference table of every key (Markdown), generated from :data:`SCHEMA`."""
     lines = []
     for section in SECTIONS:
-        lines += [f"### `{section}`", "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
+        lines += [
+            f"### `{section}`",
+            "",
+            "| key | default | allowed | meaning |",
+            "|---|---|---|---|",
+        ]
         for option in SCHEMA:
             if option.key.split(".")[0] != section:
                 continue
-            allowed = ", ".join(map(str, option.choices)) if option.choices else _type_names(option.types)
-            default = yaml.safe_dump(option.default, default_flow_style=True).strip().removesuffix("...").strip()
+            allowed = (
+                ", ".join(map(str, option.choices)) if option.choices else _type_names(option.types)
+            )
+            default = (
+                yaml.safe_dump(option.default, default_flow_style=True)
+                .strip()
+                .removesuffix("...")
+                .strip()
+            )
             lines.append(f"| `{option.key}` | `{default}` | {allowed} | {option.help} |")
         lines.append("")
     return "\n".join(lines)

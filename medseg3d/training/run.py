@@ -19,7 +19,6 @@ Run folder::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -35,19 +34,18 @@ from medseg3d.data import (
     build_cache,
     load_dataset,
     plan_dataset,
-    train_val_split,
     validate_dataset,
 )
-from medseg3d.errors import ConfigError, MedsegError, OutputError
+from medseg3d.errors import ConfigError
 from medseg3d.inference.device import describe_device, select_device
 from medseg3d.inference.model_folder import save_model_folder
 from medseg3d.io.atomic import atomic_write_text
 from medseg3d.losses import DeepSupervisionLoss, build_loss
 from medseg3d.nn import build_model
 from medseg3d.training.checkpoint import load_checkpoint
-from medseg3d.training.config import save_config, validate_config
 from medseg3d.training.distributed import DistInfo, barrier, init_distributed, shutdown
 from medseg3d.training.optim import build_optimizer, build_scheduler
+from medseg3d.training.run_folder import check_dataset, resolve_run_config, splits
 from medseg3d.training.sampling import AugmentedSamples, make_batches
 from medseg3d.training.trainer import Trainer
 from medseg3d.training.validation import make_validator
@@ -55,10 +53,8 @@ from medseg3d.transforms import build_training_transforms, training_crop_size
 
 logger = logging.getLogger(__name__)
 
+
 #: Keys that may change when a run is resumed (everything else must match the saved config).
-RESUMABLE_CHANGES = ("training.iterations", "training.device", "data.num_workers")
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -124,7 +120,7 @@ def train(
     reaches ``training.iterations``.
     """
     data_dir, run_dir = Path(data_dir), Path(run_dir)
-    config = _resolve_run_config(run_dir, config, resume)
+    config = resolve_run_config(run_dir, config, resume)
     device = select_device(config["training"]["device"])
     dist_info = init_distributed(device)
     if dist_info.enabled and device.type == "cuda":
@@ -152,41 +148,45 @@ def _train(
     if dist_info.is_main:
         logger.info("training on %s", describe_device(device))
     spec = validate_dataset(load_dataset(data_dir))
+    check_dataset(run_dir, spec, resume, write=dist_info.is_main)
+    train_ids, val_ids = splits(run_dir, spec, data, resume, write=dist_info.is_main)
     plan = _plan(spec, run_dir, config, resume, dist_info)
     spec_args = model_spec(config, plan)
     torch.manual_seed(training["seed"])
-    model = build_model(
-        spec_args["name"],
-        spec_args["spatial_dims"],
-        spec_args["in_channels"],
-        spec_args["out_channels"],
-        **spec_args["options"],
-    )
+    try:
+        model = build_model(
+            spec_args["name"],
+            spec_args["spatial_dims"],
+            spec_args["in_channels"],
+            spec_args["out_channels"],
+            **spec_args["options"],
+        )
+    except ConfigError as error:
+        raise ConfigError(f"model config (model.*): {error}") from None
     patch_size = resolve_patch_size(config, plan, model.size_divisor)
+    # everything that can refuse the config is built before the (long) preprocessing
+    try:
+        loss = build_loss(config["loss"]["name"], **config["loss"]["options"])
+    except ConfigError as error:
+        raise ConfigError(f"loss config (loss.*): {error}") from None
+    augment = None
+    crop_size = patch_size
+    if config["augmentation"]["enabled"]:
+        options = dict(config["augmentation"]["options"])
+        try:
+            augment = build_training_transforms(
+                plan.spatial_dims, patch_size, sample_patch=False, **options
+            )
+            crop_size = list(training_crop_size(plan.spatial_dims, patch_size, **options))
+        except ConfigError as error:
+            raise ConfigError(f"augmentation config (augmentation.options): {error}") from None
 
     cache_dir = Path(data["cache_dir"]) if data["cache_dir"] else run_dir / "cache"
     if dist_info.is_main:
         build_cache(spec, plan, cache_dir, progress=progress)
     barrier(dist_info)
-    if data["num_folds"] > 1:
-        train_ids, val_ids = train_val_split(spec.case_ids, data["fold"], data["num_folds"])
-    else:
-        train_ids, val_ids = train_val_split(spec.case_ids, "all")
-    if dist_info.is_main:
-        atomic_write_text(
-            run_dir / "splits.json", json.dumps({"train": train_ids, "val": val_ids}, indent=1)
-        )
     if config["validation"]["max_cases"]:
         val_ids = val_ids[: config["validation"]["max_cases"]]
-
-    augment = None
-    crop_size = patch_size
-    if config["augmentation"]["enabled"]:
-        options = dict(config["augmentation"]["options"])
-        augment = build_training_transforms(
-            plan.spatial_dims, patch_size, sample_patch=False, **options
-        )
-        crop_size = list(training_crop_size(plan.spatial_dims, patch_size, **options))
     total, batch_size = training["iterations"], data["batch_size"]
     patches = PatchDataset(
         cache_dir,
@@ -208,7 +208,6 @@ def _train(
     )
 
     model = model.to(device)
-    loss = build_loss(config["loss"]["name"], **config["loss"]["options"])
     if spec_args["options"]["deep_supervision"]:
         loss = DeepSupervisionLoss(loss)
     optimizer = build_optimizer(model, config)
@@ -278,45 +277,18 @@ def _plan(spec, run_dir: Path, config, resume: bool, dist_info: DistInfo) -> Pla
     options: dict[str, Any] = {"depth": config["model"]["depth"]}
     if config["data"]["target_spacing"] is not None:
         options["target_spacing"] = config["data"]["target_spacing"]
-    plan = plan_dataset(spec, **options)
+    try:
+        plan = plan_dataset(spec, **options)
+    except ValueError as error:  # numpy cannot broadcast a spacing of the wrong length
+        if "target_spacing" not in options:
+            raise
+        raise ConfigError(
+            f"data.target_spacing={options['target_spacing']} needs one value per spatial axis "
+            f"of the dataset ({error})"
+        ) from None
     if dist_info.is_main:
         atomic_write_text(path, yaml.safe_dump(plan.to_dict(), sort_keys=False))
     return plan
-
-
-def _resolve_run_config(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[str, Any]:
-    saved_path = run_dir / "config.yaml"
-    if resume:
-        if not saved_path.is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise MedsegError(
-                "nothing to resume: no config.yaml and checkpoints/last.pt here; train without --resume",
-                path=run_dir,
-            )
-        saved = yaml.safe_load(saved_path.read_text())
-        changed = sorted(
-            f"{section}.{key}"
-            for section, values in config.items()
-            for key, value in values.items()
-            if saved.get(section, {}).get(key) != value
-            and f"{section}.{key}" not in RESUMABLE_CHANGES
-        )
-        if changed:
-            raise ConfigError(
-                "--resume continues the saved run, but these keys differ from its config.yaml: "
-                + ", ".join(changed)
-                + f" (only {', '.join(RESUMABLE_CHANGES)} may change)"
-            )
-        validate_config(config)
-        save_config(config, saved_path)
-        return config
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        raise OutputError(
-            "this run folder already holds a training run; use --resume to continue it or choose another --out",
-            path=run_dir,
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, saved_path)
-    return config
 
 
 def _export(

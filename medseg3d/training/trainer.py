@@ -54,6 +54,7 @@ class TrainState:
     best_score: float = float("-inf")
     best_iteration: int = -1
     history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # training time of the earlier calls of this run (kept across --resume)
 
 
 def amp_settings(device: torch.device, amp: str) -> tuple[torch.dtype | None, bool]:
@@ -109,6 +110,7 @@ class Trainer:
         self._tensorboard = None
         self._csv_columns: list[str] = []
         self._csv_synced = False
+        self._fit_started: float | None = None
 
     # --- state ------------------------------------------------------------------------------
     @property
@@ -121,6 +123,7 @@ class Trainer:
             "best_score": self.state.best_score,
             "best_iteration": self.state.best_iteration,
             "history": self.state.history,
+            "seconds": self.elapsed(),
             "model": self.bare_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -140,16 +143,24 @@ class Trainer:
         self.scaler.load_state_dict(payload["scaler"])
         if self.term is not None:
             if "term" not in payload:
-                raise CheckpointError("the checkpoint has no state of the extra training term (was it trained without it?)")
+                raise CheckpointError(
+                    "the checkpoint has no state of the extra training term (was it trained without it?)"
+                )
             self.term.load_state_dict(payload["term"])
         self.state = TrainState(
             iteration=int(payload["iteration"]),
             best_score=float(payload["best_score"]),
             best_iteration=int(payload["best_iteration"]),
             history=list(payload["history"]),
+            seconds=float(payload.get("seconds", 0.0)),
         )
         set_rng_state(payload["rng"])
         logger.info("resumed at iteration %d", self.state.iteration)
+
+    def elapsed(self) -> float:
+        """Seconds of training in this run so far, over every call (``--resume`` continues it)."""
+        started = self._fit_started
+        return self.state.seconds + (time.perf_counter() - started if started is not None else 0.0)
 
     def save(self, name: str) -> None:
         if self.dist.is_main:
@@ -177,7 +188,9 @@ class Trainer:
                     metrics["seg_loss"] = float(loss.detach())
                     loss = loss + extra
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss is {loss.item()} at iteration {self.state.iteration}")
+            raise FloatingPointError(
+                f"the loss is {loss.item()} at iteration {self.state.iteration}"
+            )
         self.scaler.scale(loss).backward()
         clip = self.config["training"]["grad_clip"]
         if clip > 0:
@@ -198,7 +211,7 @@ class Trainer:
         training = self.config["training"]
         total = training["iterations"]
         start = self.state.iteration
-        started = time.perf_counter()
+        self._fit_started = time.perf_counter()
         bar = self._progress_bar(start, total)
         running: dict[str, float] = {}
         try:
@@ -215,12 +228,16 @@ class Trainer:
                     running[key] = 0.9 * running.get(key, value) + 0.1 * value
                 row: dict[str, Any] | None = None
                 if iteration % training["log_every"] == 0 or iteration == total:
-                    row = {"iteration": iteration, "lr": self.optimizer.param_groups[0]["lr"], **metrics}
+                    row = {
+                        "iteration": iteration,
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        **metrics,
+                    }
                 if iteration % training["validate_every"] == 0 or iteration == total:
                     scores = self.validate()
                     row = {**(row or {"iteration": iteration}), **scores}
                 if row is not None:
-                    row["seconds"] = round(time.perf_counter() - started, 3)
+                    row["seconds"] = round(self.elapsed(), 3)
                     self._log(row)
                 if iteration % training["checkpoint_every"] == 0 or iteration == total:
                     self.save("last")
@@ -231,7 +248,9 @@ class Trainer:
                         postfix["best_dice"] = f"{self.state.best_score:.3f}"
                     bar.set_postfix(postfix, refresh=False)
         except KeyboardInterrupt:
-            logger.warning("interrupted at iteration %d; saving checkpoints/last.pt", self.state.iteration)
+            logger.warning(
+                "interrupted at iteration %d; saving checkpoints/last.pt", self.state.iteration
+            )
             self.save("last")
             raise
         finally:
@@ -268,7 +287,9 @@ class Trainer:
             for key, value in row.items():
                 if key != "iteration" and isinstance(value, (int, float)):
                     board.add_scalar(key, value, row["iteration"])
-        logger.info("iteration %s: %s", row["iteration"], {k: v for k, v in row.items() if k != "iteration"})
+        logger.info(
+            "iteration %s: %s", row["iteration"], {k: v for k, v in row.items() if k != "iteration"}
+        )
 
     def _write_metrics(self, row: dict[str, Any]) -> None:
         """Append ``row`` to metrics.csv; rewrite the file (atomically, from the history) only when
