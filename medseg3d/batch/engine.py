@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from medseg3d.batch.cases import BatchCase
-from medseg3d.errors import InputFileError, ShapeError
+from medseg3d.errors import InputFileError, MultipleSeriesError, ShapeError
 from medseg3d.io.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,13 @@ def read_channels(
 
     volumes: list[Volume] = []
     for path in case.inputs:
-        volume = load_volume(path, series=case.series, allow_irregular=allow_irregular)
+        try:
+            volume = load_volume(path, series=case.series, allow_irregular=allow_irregular)
+        except MultipleSeriesError as error:  # name the batch's way to pick one
+            message = str(error).replace(
+                "(command line: --series UID)", "(batch: the manifest's series_uid column)"
+            )
+            raise MultipleSeriesError(message) from None
         if volume.has_channels:
             volumes += [volume.with_array(volume.array[..., c]) for c in range(volume.num_channels)]
         else:

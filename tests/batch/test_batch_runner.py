@@ -245,3 +245,21 @@ def test_overwrite_of_a_case_that_now_fails_removes_its_stale_mask(tmp_path, mod
     assert not (out / "a.nii.gz").exists() and (out / "b.nii.gz").exists()
     again = run_batch(cases, out, model_dir, device="cpu")  # no stale mask to skip as done
     assert again.counts["failed"] == 1 and again.exit_code == EXIT_CASES_FAILED
+
+
+def test_a_manifest_case_with_several_series_names_the_series_uid_column(tmp_path, model_dir):
+    study = tmp_path / "study"
+    for number in (1, 2):
+        write_dicom_series(
+            Volume(image(number, (20, 16, 6)), affine(0)),
+            study / f"s{number}",
+            series_number=number,
+        )
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case_id,input\nstudy,{study}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    summary = run_batch(manifest, out, model_dir, device="cpu")
+    (row,) = read_report(out / "report.json")["cases"]
+    assert summary.exit_code == EXIT_CASES_FAILED and row.status == "failed"
+    assert "2 DICOM series found" in row.error and "series_uid column" in row.error
+    assert "--series" not in row.error
