@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from medseg3d.batch.cases import BatchCase
-from medseg3d.errors import InputFileError, MultipleSeriesError, ShapeError
+from medseg3d.errors import InputFileError, ShapeError
 from medseg3d.io.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -142,29 +142,17 @@ def read_channels(
     *,
     allow_irregular: bool = False,
 ) -> list[Volume]:
-    """The case's input as one single-channel Volume per model channel (same checks as
-    ``Predictor``: channel count, dimensions, and the modality of DICOM inputs)."""
-    from medseg3d.io import load_volume
+    """The case's input as one single-channel Volume per model channel (the same reading and
+    channel check as ``Predictor``), then its dimensions and the modality of DICOM inputs."""
+    from medseg3d.inference.inputs import read_channels as read_inputs
 
-    volumes: list[Volume] = []
-    for path in case.inputs:
-        try:
-            volume = load_volume(path, series=case.series, allow_irregular=allow_irregular)
-        except MultipleSeriesError as error:  # name the batch's way to pick one
-            message = str(error).replace(
-                "(command line: --series UID)", "(batch: the manifest's series_uid column)"
-            )
-            raise MultipleSeriesError(message) from None
-        if volume.has_channels:
-            volumes += [volume.with_array(volume.array[..., c]) for c in range(volume.num_channels)]
-        else:
-            volumes.append(volume)
-    if len(volumes) != in_channels:
-        raise ShapeError(
-            f"case {case.case_id}: the model takes {in_channels} input channel(s) "
-            f"({', '.join(channel_names)}) but the input has {len(volumes)}; give one file per "
-            "channel or a multi-channel file"
-        )
+    volumes = read_inputs(
+        case.inputs,
+        in_channels,
+        channel_names,
+        series=case.series,
+        allow_irregular=allow_irregular,
+    )
     dims = volumes[0].spatial_dims
     if dims != spatial_dims and not (spatial_dims == 2 and dims == 3):
         raise ShapeError(f"case {case.case_id}: the model is {spatial_dims}D, the input is {dims}D")

@@ -32,6 +32,7 @@ import torch
 from medseg3d.errors import ConfigError, ShapeError
 from medseg3d.inference import ensemble
 from medseg3d.inference.device import describe_device, select_device
+from medseg3d.inference.inputs import Source, read_channels
 from medseg3d.inference.member import (
     Member,
     as_batch,
@@ -53,7 +54,6 @@ from medseg3d.io.volume import Volume
 
 logger = logging.getLogger(__name__)
 
-Source = str | os.PathLike | Volume
 Inputs = Source | Sequence[Source]
 ModelDirs = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -213,31 +213,17 @@ class Predictor:
     def read(
         self, image: Inputs, series: str | None = None, *, allow_irregular: bool = False
     ) -> list[Volume]:
-        """The input as one single-channel Volume per model input channel (files are read with
-        :func:`medseg3d.io.load_volume`; 4D inputs are split). Raises for NaN/Inf voxels, the
-        wrong number of channels or dimensions."""
-        from medseg3d.io import check_finite, load_volume
-
+        """The input as one single-channel Volume per model input channel
+        (:func:`~medseg3d.inference.inputs.read_channels`). Raises for NaN/Inf voxels, the wrong
+        number of channels or dimensions."""
         sources = list(image) if isinstance(image, (list, tuple)) else [image]
-        volumes = []
-        for source in sources:
-            if isinstance(source, Volume):
-                check_finite(source)
-                volume = source
-            else:
-                volume = load_volume(source, series=series, allow_irregular=allow_irregular)
-            if volume.has_channels:
-                volumes += [
-                    volume.with_array(volume.array[..., c]) for c in range(volume.num_channels)
-                ]
-            else:
-                volumes.append(volume)
-        if len(volumes) != self.loaded.in_channels:
-            names = ", ".join(self.plan.channel_names)
-            raise ShapeError(
-                f"the model takes {self.loaded.in_channels} input channel(s) ({names}) but "
-                f"{len(volumes)} were given; pass one image per channel (-i repeated) or a 4D file"
-            )
+        volumes = read_channels(
+            sources,
+            self.loaded.in_channels,
+            self.plan.channel_names,
+            series=series,
+            allow_irregular=allow_irregular,
+        )
         if volumes[0].spatial_dims != self.spatial_dims:
             raise ShapeError(
                 f"the model is {self.spatial_dims}D but the input is {volumes[0].spatial_dims}D",

@@ -192,8 +192,9 @@ def select_series(
         if len(all_series) == 1:
             return all_series[0]
         raise MultipleSeriesError(
-            f"{len(all_series)} DICOM series found: {listing}. Pick one with series=UID "
-            "(command line: --series UID)",
+            f"{len(all_series)} DICOM series found: {listing}. Pick one by UID, number or "
+            "description: series= in Python, --series on the command line, or the series_uid "
+            "column of a batch manifest",
             path=folder,
         )
     wanted = str(series).strip()

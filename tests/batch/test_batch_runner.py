@@ -262,4 +262,3 @@ def test_a_manifest_case_with_several_series_names_the_series_uid_column(tmp_pat
     (row,) = read_report(out / "report.json")["cases"]
     assert summary.exit_code == EXIT_CASES_FAILED and row.status == "failed"
     assert "2 DICOM series found" in row.error and "series_uid column" in row.error
-    assert "--series" not in row.error
