@@ -31,7 +31,7 @@ from typing import Any
 from medseg3d.batch.cases import BatchCase
 from medseg3d.batch.report import BatchReport, CaseResult
 from medseg3d.batch.runner import BatchSummary, Progress, prepare_output_folder
-from medseg3d.batch.steps import failed_result
+from medseg3d.batch.steps import discard_stale_output, failed_result
 from medseg3d.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,11 @@ def run_ray(
         report.info["ray_actors"] = len(actors)
         report.info["ray_resources"] = resources
 
+        by_id = {case.case_id: case for case in cases}
+
         def record(result: CaseResult) -> None:
+            if overwrite and result.status == "failed":  # the outputs are on shared storage
+                result = discard_stale_output(result, by_id[result.case_id], out_dir)
             report.add(result)
             bar.update(result)
             if on_result is not None:

@@ -186,8 +186,7 @@ def process_case(
 
         if is_out_of_memory(error):
             free_memory(engine.device)
-        result = failed_result(case, out_dir, error, time.perf_counter() - clock)
-        return discard_stale_output(result, case, out_dir) if overwrite else result
+        return failed_result(case, out_dir, error, time.perf_counter() - clock)
 
 
 def discard_stale_output(result: CaseResult, case: BatchCase, out_dir) -> CaseResult:

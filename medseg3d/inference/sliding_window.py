@@ -163,7 +163,7 @@ def sliding_window_inference(
         logger.info("every window is background; one probe call tells the number of classes")
         with torch.no_grad():
             probe = gather(padded, order[:1], starts, patch, compute_device)
-            channels = _call(predictor, probe, WindowStats(), None).shape[1]
+            channels = _call(predictor, probe, WindowStats(), None)[0].shape[1]
     todo = [key for key in order if key not in skipped]
     stats = WindowStats(windows=len(order), predicted=len(todo), skipped=len(skipped))
 
@@ -184,13 +184,13 @@ def sliding_window_inference(
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
         # the predictor's output may be a buffer it reuses (CUDA graphs, TensorRT) or a view of
-        # its input: it is read, never written, and copied before the predictor runs again
-        scores = _call(predictor, batch, stats, window_activation)
+        # its input: unless _call made a new tensor, it is read, never written
+        scores, owned = _call(predictor, batch, stats, window_activation)
         if not flips:
-            return scores * weights_compute
-        total = scores.clone()
+            return scores.mul_(weights_compute) if owned else scores * weights_compute
+        total = scores if owned else scores.clone()
         for dims in flips:
-            mirrored = _call(predictor, torch.flip(batch, dims), stats, window_activation)
+            mirrored, _ = _call(predictor, torch.flip(batch, dims), stats, window_activation)
             total += torch.flip(mirrored, dims)
         total /= len(flips) + 1
         return total.mul_(weights_compute)
@@ -285,7 +285,11 @@ def _threads(count: int | None):
         torch.set_num_threads(previous)
 
 
-def _call(predictor, batch, stats: WindowStats, activation: str | None) -> torch.Tensor:
+def _call(
+    predictor, batch, stats: WindowStats, activation: str | None
+) -> tuple[torch.Tensor, bool]:
+    """The predictor's float32 scores for ``batch`` (activated when asked), and whether that
+    tensor was made here (so it may be written in place) rather than handed out by the predictor."""
     result = predictor(batch)
     stats.predictor_calls += 1
     if isinstance(result, (list, tuple)):
@@ -303,12 +307,12 @@ def _call(predictor, batch, stats: WindowStats, activation: str | None) -> torch
             f"the predictor returned shape {tuple(result.shape)} for windows {tuple(batch.shape)}; "
             "it must keep the spatial size (use padding='same' networks)"
         )
-    result = result.float()
     if activation == "softmax":
-        return torch.softmax(result, dim=1)
+        return torch.softmax(result.float(), dim=1), True
     if activation == "sigmoid":
-        return torch.sigmoid(result)
-    return result.clone() if result.data_ptr() == batch.data_ptr() else result
+        return torch.sigmoid(result.float()), True
+    converted = result.float()
+    return converted, converted is not result
 
 
 def _background_windows(inputs, order, starts, patch, padding, skip_below, skip_mask) -> set:
