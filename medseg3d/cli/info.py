@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from medseg3d.errors import MedsegError, MultipleSeriesError
+from medseg3d.io.geometry import obliquity_degrees
 
 HELP = "show shape, spacing, orientation, intensity range and DICOM series of volumes"
 
@@ -45,7 +46,7 @@ def describe(volume) -> dict:
         "orientation": "".join(volume.orientation),
         "origin_mm": [round(float(v), 4) for v in volume.affine[:3, 3]],
         "affine": [[round(float(v), 6) for v in row] for row in volume.affine],
-        "obliquity_deg": round(_obliquity(volume.affine), 3),
+        "obliquity_deg": round(obliquity_degrees(volume.affine), 3),
         "min": float(finite.min()) if finite.size else None,
         "max": float(finite.max()) if finite.size else None,
         "mean": float(finite.mean()) if finite.size else None,
@@ -64,16 +65,6 @@ def describe(volume) -> dict:
         if volume.meta.get("nifti_qform"):
             facts["nifti_qform_differs"] = True
     return facts
-
-
-def _obliquity(affine: np.ndarray) -> float:
-    """The largest angle (degrees) between a voxel axis and the nearest world axis."""
-    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
-    norms = np.linalg.norm(matrix, axis=0)
-    if not np.all(norms > 0):
-        return 0.0
-    cosines = np.abs(matrix / norms).max(axis=0).clip(-1.0, 1.0)
-    return float(np.degrees(np.arccos(cosines)).max())
 
 
 def _text(facts: dict) -> str:

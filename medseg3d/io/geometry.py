@@ -126,3 +126,13 @@ def orientation_codes(affine: np.ndarray) -> str:
     import nibabel as nib
 
     return "".join(nib.orientations.aff2axcodes(affine))
+
+
+def obliquity_degrees(affine: np.ndarray) -> float:
+    """The largest angle (degrees) between a voxel axis and the nearest world axis."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    norms = np.linalg.norm(matrix, axis=0)
+    if not np.all(norms > 0):
+        return 0.0
+    cosines = np.abs(matrix / norms).max(axis=0).clip(-1.0, 1.0)
+    return float(np.degrees(np.arccos(cosines)).max())
